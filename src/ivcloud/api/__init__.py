@@ -1,0 +1,1 @@
+"""HTTP + WebSocket edge: console API now; App API, push and media in later issues."""

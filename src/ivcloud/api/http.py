@@ -1,0 +1,38 @@
+"""Builds the HTTP application: console API, firmware downloads, health."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from ivcloud import __version__
+from ivcloud.api import errors
+from ivcloud.api.console import console_router
+from ivcloud.api.firmware_files import firmware_router
+
+if TYPE_CHECKING:
+    from ivcloud.app import Ivcloud
+
+
+def build_http_app(instance: Ivcloud, *, url_key: bytes) -> FastAPI:
+    app = FastAPI(
+        title="ivcloud",
+        version=__version__,
+        description="Self-hosted IoT Video / IoT Explorer compatible cloud.",
+        openapi_url="/openapi.json",
+    )
+    errors.install(app)
+    app.include_router(console_router(instance), prefix="/api/console/v1")
+    app.include_router(firmware_router(instance, url_key))
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, object]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "devices_connected": instance.gateway.connected_count,
+            "writer_queue": instance.writer.depth,
+        }
+
+    return app

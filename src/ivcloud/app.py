@@ -1,0 +1,178 @@
+"""The one composition root: builds every part of an ivcloud instance from :class:`Settings`
+and owns their start/stop order (database → writer → gateway → HTTP; reverse on stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import uvicorn
+
+from ivcloud.api.http import build_http_app
+from ivcloud.bus.memory import InMemoryBus
+from ivcloud.config import Settings
+from ivcloud.gateway.dispatch import ThingDispatcher
+from ivcloud.gateway.server import MqttGateway
+from ivcloud.services.binding import BindingService
+from ivcloud.services.control import ControlService
+from ivcloud.services.devices import DeviceService
+from ivcloud.services.ota import OtaService
+from ivcloud.services.ports import DownlinkRef, SystemClock
+from ivcloud.services.products import ProductService
+from ivcloud.services.telemetry import Telemetry
+from ivcloud.services.writer import BatchWriter
+from ivcloud.store.db import create_engine, migrate, session_factory
+from ivcloud.store.objects import LocalObjectStore
+
+log = structlog.get_logger("ivcloud")
+
+
+def _read_or_create_secret(path: Path, nbytes: int = 32) -> str:
+    """A per-data-directory secret, created once with owner-only permissions."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(nbytes)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    http_url: str
+    mqtt_host: str
+    mqtt_port: int
+    mqtt_ws_url: str | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "http_url": self.http_url,
+            "console_api": self.http_url + "/api/console/v1",
+            "openapi": self.http_url + "/docs",
+            "mqtt_host": self.mqtt_host,
+            "mqtt_port": self.mqtt_port,
+            "mqtt_ws_url": self.mqtt_ws_url,
+        }
+
+
+class Ivcloud:
+    """One running instance.  ``await start()``, then ``endpoints``; ``await stop()``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.admin_token = settings.admin_token or _read_or_create_secret(
+            settings.admin_token_file
+        )
+        url_key = settings.secret_key or _read_or_create_secret(settings.data_dir / "secret-key")
+        self.clock = SystemClock()
+        self.bus = InMemoryBus()
+        self.engine = create_engine(settings.sqlalchemy_url)
+        self.sessions = session_factory(self.engine)
+        self.objects = LocalObjectStore(settings.objects_dir)
+        self.writer = BatchWriter(
+            self.engine,
+            batch_max=settings.report_batch_max,
+            batch_delay_ms=settings.report_batch_delay_ms,
+            queue_max=settings.report_queue_max,
+        )
+        self.products = ProductService(self.sessions, self.clock)
+        self.devices = DeviceService(self.sessions, self.products, self.bus, self.clock)
+        self.telemetry = Telemetry(self.sessions, self.writer, self.bus, self.clock)
+        self.binding = BindingService(self.sessions, self.bus, self.clock)
+        self.downlink = DownlinkRef()
+        self.control = ControlService(
+            self.sessions,
+            self.products,
+            self.downlink,
+            self.bus,
+            self.clock,
+            action_timeout_s=settings.action_timeout_s,
+        )
+        self.ota = OtaService(
+            self.sessions,
+            self.products,
+            self.devices,
+            self.objects,
+            self.downlink,
+            self.bus,
+            self.clock,
+            url_key=url_key.encode(),
+            base_url=settings.base_url(),
+        )
+        self.dispatcher = ThingDispatcher(
+            devices=self.devices,
+            products=self.products,
+            telemetry=self.telemetry,
+            control=self.control,
+            ota_service=self.ota,
+            binding=self.binding,
+            downlink=self.downlink,
+            clock=self.clock,
+        )
+        self.gateway = MqttGateway(self.dispatcher, max_packet_size=settings.max_packet_size)
+        self.downlink.target = self.gateway
+        self.http_app = build_http_app(self, url_key=url_key.encode())
+        self._http: uvicorn.Server | None = None
+        self._http_task: asyncio.Task[None] | None = None
+        self.endpoints: Endpoints | None = None
+
+    async def start(self) -> Endpoints:
+        s = self.settings
+        await migrate(self.engine)
+        await self.devices.reset_presence()
+        self.writer.start()
+        await self.gateway.start(s.host, s.mqtt_port, ws_port=s.mqtt_ws_port)
+        sock = bind_socket(s.host, s.http_port)
+        http_port = sock.getsockname()[1]
+        self.ota.base_url = s.base_url(http_port)
+        config = uvicorn.Config(
+            self.http_app, log_config=None, access_log=False, lifespan="off", ws="websockets-sansio"
+        )
+        self._http = uvicorn.Server(config)
+        self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
+        while not self._http.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+            if self._http_task.done():
+                await self._http_task  # surfaces the start-up error
+            await asyncio.sleep(0.01)
+        display_host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
+        ws_port = self.gateway.ws_port
+        self.endpoints = Endpoints(
+            http_url=f"http://{display_host}:{http_port}",
+            mqtt_host=display_host,
+            mqtt_port=self.gateway.port,
+            mqtt_ws_url=f"ws://{display_host}:{ws_port}/mqtt" if ws_port else None,
+        )
+        (s.data_dir / "server.json").write_text(json.dumps(self.endpoints.to_json(), indent=2))
+        log.info("ivcloud_started", **self.endpoints.to_json())
+        return self.endpoints
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+            if self._http_task is not None:
+                await self._http_task
+            self._http = None
+        await self.gateway.stop()
+        await self.writer.stop()
+        await self.engine.dispose()
+        (self.settings.data_dir / "server.json").unlink(missing_ok=True)
+        log.info("ivcloud_stopped")

@@ -1,0 +1,84 @@
+"""Events published on the bus.  Plain frozen dataclasses so they are cheap to create on the
+report hot path and trivially serialisable for an out-of-process bus."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOnline:
+    product_id: str
+    device_name: str
+    online: bool
+    ts_ms: int
+    topic: str = field(default="device.online", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceReported:
+    product_id: str
+    device_name: str
+    params: dict[str, Any]
+    ts_ms: int
+    topic: str = field(default="device.reported", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEventPosted:
+    product_id: str
+    device_name: str
+    event_id: str
+    event_type: str
+    params: dict[str, Any]
+    ts_ms: int
+    topic: str = field(default="device.event", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlRequested:
+    product_id: str
+    device_name: str
+    client_token: str
+    params: dict[str, Any]
+    topic: str = field(default="device.control", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlReplied:
+    product_id: str
+    device_name: str
+    client_token: str
+    code: int
+    topic: str = field(default="device.control_reply", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BindTokenReceived:
+    product_id: str
+    device_name: str
+    token: str
+    topic: str = field(default="device.bind_token", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OtaProgress:
+    product_id: str
+    device_name: str
+    version: str
+    state: str
+    percent: int
+    result_code: int
+    topic: str = field(default="device.ota", init=False)
+
+
+BusEvent = (
+    DeviceOnline
+    | DeviceReported
+    | DeviceEventPosted
+    | ControlRequested
+    | ControlReplied
+    | BindTokenReceived
+    | OtaProgress
+)

@@ -1,0 +1,175 @@
+"""Process-level entry points behind ``ivcloud serve`` and ``ivcloud demo``: signals,
+port selection, demo provisioning and the start-up banner."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ivcloud.app import Ivcloud
+from ivcloud.config import load_settings
+from ivcloud.logs import configure
+from ivcloud.protocol.qr import encode_provision_qr
+from ivcloud.services.errors import NotFound
+
+console = Console()
+
+DEMO_DEVICES = (
+    # (simulator kind, product name, category, standard model, device name)
+    ("camera", "Demo camera", "camera", "camera", "cam01"),
+    ("lock-image", "Demo picture-stream lock", "lock", "lock-image", "lockimg01"),
+    ("lock-video", "Demo video-stream lock", "lock", "lock-video", "lockvid01"),
+)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(host: str, preferred: int, what: str) -> int:
+    """The preferred port if free; else 0 (the OS picks) after saying so."""
+    if preferred == 0 or port_is_free(host, preferred):
+        return preferred
+    console.print(f"[yellow]port {preferred} ({what}) is in use; picking a free port[/yellow]")
+    return 0
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def run_server(config: Path | None, **overrides: Any) -> None:
+    settings = load_settings(config, **overrides)
+    configure(settings.log_level, settings.log_json)
+    instance = Ivcloud(settings)
+    endpoints = await instance.start()
+    console.print(
+        f"ivcloud is running: {endpoints.http_url}  mqtt://{endpoints.mqtt_host}:"
+        f"{endpoints.mqtt_port}  (admin token in {settings.admin_token_file})"
+    )
+    try:
+        await _wait_for_signal()
+    finally:
+        await instance.stop()
+
+
+async def provision_demo(instance: Ivcloud) -> list[dict[str, str]]:
+    """Create (once) the demo products and devices; remembered in ``<data-dir>/demo.json``."""
+    state_file = instance.settings.data_dir / "demo.json"
+    saved: list[dict[str, str]] = json.loads(state_file.read_text()) if state_file.exists() else []
+    result = []
+    for kind, product_name, category, model, device_name in DEMO_DEVICES:
+        entry = next((e for e in saved if e["kind"] == kind), None)
+        rec = None
+        if entry is not None:
+            rec = await instance.devices.find(entry["product_id"], entry["device_name"])
+        if rec is None:
+            product = await instance.products.create(product_name, category, "wifi")
+            await instance.products.import_standard_model(product.product_id, model)
+            rec = await instance.devices.create(product.product_id, device_name)
+        result.append(
+            {
+                "kind": kind,
+                "product_id": rec.product_id,
+                "device_name": rec.device_name,
+                "secret": rec.secret,
+            }
+        )
+    state_file.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _banner(instance: Ivcloud, devices: list[dict[str, str]]) -> None:
+    ep = instance.endpoints
+    assert ep is not None
+    data_dir = instance.settings.data_dir
+    table = Table(title="ivcloud demo", show_header=False)
+    table.add_row("Console API", ep.http_url + "/api/console/v1")
+    table.add_row("API docs (OpenAPI)", ep.http_url + "/docs")
+    table.add_row("MQTT (devices)", f"mqtt://{ep.mqtt_host}:{ep.mqtt_port}")
+    if ep.mqtt_ws_url:
+        table.add_row("MQTT over WebSocket", ep.mqtt_ws_url)
+    table.add_row("Admin token", f"{instance.admin_token}  (also in {data_dir}/admin-token)")
+    console.print(table)
+    dev_table = Table(
+        "Simulator", "ProductId", "DeviceName", "DeviceSecret", title="Simulated devices"
+    )
+    for d in devices:
+        dev_table.add_row(d["kind"], d["product_id"], d["device_name"], d["secret"])
+    console.print(dev_table)
+    lock = next(d for d in devices if d["kind"] == "lock-video")
+    ref = f"{lock['product_id']}/{lock['device_name']}"
+    dd = f" --data-dir {data_dir}"
+    console.print("Try, in another terminal:")
+    console.print(f"  ivcloud device get {ref}{dd}")
+    console.print(f"  ivcloud device action {ref} unlock_remote{dd}")
+    console.print(f"  ivcloud device control {ref} '{{\"volume\": 2}}'{dd}")
+    console.print("Press Ctrl-C to stop.")
+
+
+async def run_demo(data_dir: Path, *, http_port: int = 8080, mqtt_port: int = 1883) -> None:
+    from ivcloud.device.simulators import run_simulator
+
+    host = "127.0.0.1"
+    settings = load_settings(
+        None,
+        data_dir=data_dir,
+        host=host,
+        http_port=choose_port(host, http_port, "HTTP"),
+        mqtt_port=choose_port(host, mqtt_port, "MQTT"),
+        mqtt_ws_port=choose_port(host, 8083, "MQTT over WebSocket"),
+    )
+    configure("warning", settings.log_json)
+    instance = Ivcloud(settings)
+    endpoints = await instance.start()
+    stop = asyncio.Event()
+    sims: list[asyncio.Task[None]] = []
+    try:
+        try:
+            devices = await provision_demo(instance)
+        except NotFound:  # pragma: no cover - a half-deleted demo.json
+            (data_dir / "demo.json").unlink(missing_ok=True)
+            devices = await provision_demo(instance)
+        for d in devices:
+            qr = encode_provision_qr("demo-wifi", "demo-pass", f"demo-{d['device_name']}")
+            sims.append(
+                asyncio.create_task(
+                    run_simulator(
+                        d["kind"],  # type: ignore[arg-type]
+                        host=endpoints.mqtt_host,
+                        port=endpoints.mqtt_port,
+                        product_id=d["product_id"],
+                        device_name=d["device_name"],
+                        secret=d["secret"],
+                        qr=qr,
+                        stop=stop,
+                    )
+                )
+            )
+        _banner(instance, devices)
+        await _wait_for_signal()
+    finally:
+        stop.set()
+        for task in sims:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5)
+        await instance.stop()

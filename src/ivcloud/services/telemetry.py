@@ -1,0 +1,157 @@
+"""Reported properties, their history and the event log.
+
+Reads of the latest values come from an in-memory cache filled at commit time (so a value is
+visible only once it is durable) and loaded from ``property_latest`` on a miss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ivcloud.bus.events import DeviceEventPosted, DeviceReported
+from ivcloud.protocol.thing import PostedEvent
+from ivcloud.services.devices import DeviceRecord
+from ivcloud.services.ports import Bus, Clock
+from ivcloud.services.writer import Ack, BatchWriter, WriteItem
+from ivcloud.store.schema import EventLog, PropertyHistory, PropertyLatest
+
+
+@dataclass(frozen=True, slots=True)
+class LatestValue:
+    value: Any
+    ts_ms: int
+
+
+class Telemetry:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        writer: BatchWriter,
+        bus: Bus,
+        clock: Clock,
+    ) -> None:
+        self._sessions = sessions
+        self._writer = writer
+        self._bus = bus
+        self._clock = clock
+        self._latest: dict[int, dict[str, LatestValue]] = {}
+
+    async def record_report(
+        self, rec: DeviceRecord, params: dict[str, Any], ts_ms: int | None, ack: Ack | None
+    ) -> None:
+        """Queue validated params; ``ack(ok)`` runs once they are committed."""
+        ts = ts_ms if ts_ms is not None else self._clock.now_ms()
+        latest = await self._latest_for(rec.id)
+
+        def committed() -> None:
+            for key, value in params.items():
+                latest[key] = LatestValue(value, ts)
+            self._bus.publish(DeviceReported(rec.product_id, rec.device_name, params, ts))
+
+        await self._writer.submit(
+            WriteItem(rec.id, ts, params=params, ack=ack, committed=committed)
+        )
+
+    async def record_events(
+        self, rec: DeviceRecord, events: list[PostedEvent], ack: Ack | None
+    ) -> None:
+        now = self._clock.now_ms()
+        rows = [
+            {
+                "device_id": rec.id,
+                "event_id": ev.event_id,
+                "event_type": ev.event_type,
+                "params": ev.params,
+                "ts_ms": ev.timestamp_ms if ev.timestamp_ms is not None else now,
+                "received_ms": now,
+            }
+            for ev in events
+        ]
+
+        def committed() -> None:
+            for row in rows:
+                self._bus.publish(
+                    DeviceEventPosted(
+                        rec.product_id,
+                        rec.device_name,
+                        row["event_id"],
+                        row["event_type"],
+                        row["params"],
+                        row["ts_ms"],
+                    )
+                )
+
+        await self._writer.submit(WriteItem(rec.id, now, events=rows, ack=ack, committed=committed))
+
+    async def _latest_for(self, device_id: int) -> dict[str, LatestValue]:
+        cached = self._latest.get(device_id)
+        if cached is not None:
+            return cached
+        async with self._sessions() as s:
+            rows = (
+                await s.scalars(select(PropertyLatest).where(PropertyLatest.device_id == device_id))
+            ).all()
+        cached = self._latest.setdefault(
+            device_id, {r.prop_id: LatestValue(r.value, r.ts_ms) for r in rows}
+        )
+        return cached
+
+    async def latest(self, rec: DeviceRecord) -> dict[str, LatestValue]:
+        return dict(await self._latest_for(rec.id))
+
+    def forget(self, rec: DeviceRecord) -> None:
+        self._latest.pop(rec.id, None)
+
+    async def history(
+        self,
+        rec: DeviceRecord,
+        prop_id: str,
+        *,
+        since_ms: int = 0,
+        until_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[LatestValue]:
+        """Newest first."""
+        q = select(PropertyHistory.value, PropertyHistory.ts_ms).where(
+            PropertyHistory.device_id == rec.id,
+            PropertyHistory.prop_id == prop_id,
+            PropertyHistory.ts_ms >= since_ms,
+        )
+        if until_ms is not None:
+            q = q.where(PropertyHistory.ts_ms <= until_ms)
+        q = q.order_by(PropertyHistory.ts_ms.desc(), PropertyHistory.id.desc()).limit(limit)
+        async with self._sessions() as s:
+            rows = (await s.execute(q)).all()
+        return [LatestValue(v, ts) for v, ts in rows]
+
+    async def events(
+        self,
+        rec: DeviceRecord,
+        *,
+        event_id: str | None = None,
+        since_ms: int = 0,
+        until_ms: int | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Newest first."""
+        q = select(EventLog).where(EventLog.device_id == rec.id, EventLog.ts_ms >= since_ms)
+        if event_id is not None:
+            q = q.where(EventLog.event_id == event_id)
+        if until_ms is not None:
+            q = q.where(EventLog.ts_ms <= until_ms)
+        q = q.order_by(EventLog.ts_ms.desc(), EventLog.id.desc()).limit(limit)
+        async with self._sessions() as s:
+            rows = (await s.scalars(q)).all()
+        return [
+            {
+                "EventId": r.event_id,
+                "Type": r.event_type,
+                "Params": r.params,
+                "Timestamp": r.ts_ms,
+                "ReceivedTime": r.received_ms,
+            }
+            for r in rows
+        ]

@@ -1,0 +1,144 @@
+"""The single writer of the report hot path.
+
+Reports and events are queued (bounded: a full queue makes the gateway's ``await`` block,
+which stops it reading from that socket — TCP backpressure) and committed by one task in
+group commits of up to ``batch_max`` items or ``batch_delay_ms``.  Each item's ``ack`` runs
+only after its batch has committed, so an acknowledged report is never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy import insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ivcloud.store.schema import EventLog, PropertyHistory, PropertyLatest
+
+log = structlog.get_logger("ivcloud.writer")
+
+Ack = Callable[[bool], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class WriteItem:
+    """Rows belonging to one device message, committed together."""
+
+    device_id: int
+    ts_ms: int
+    params: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    ack: Ack | None = None
+    committed: Callable[[], None] | None = None
+
+
+class BatchWriter:
+    def __init__(
+        self, engine: AsyncEngine, *, batch_max: int, batch_delay_ms: float, queue_max: int
+    ) -> None:
+        self._engine = engine
+        self._batch_max = batch_max
+        self._delay = batch_delay_ms / 1000
+        self._queue: asyncio.Queue[WriteItem] = asyncio.Queue(queue_max)
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        dialect = engine.dialect.name
+        self._upsert_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.committed_items = 0
+        self.batches = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ivcloud-writer")
+
+    async def stop(self) -> None:
+        """Commit everything queued, then stop."""
+        self._closing = True
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, item: WriteItem) -> None:
+        """Queue an item; blocks while the queue is full (backpressure)."""
+        await self._queue.put(item)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            deadline = loop.time() + self._delay
+            while len(batch) < self._batch_max:
+                try:
+                    batch.append(self._queue.get_nowait())
+                    continue
+                except asyncio.QueueEmpty:
+                    pass
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            ok = await self._commit(batch)
+            if not ok and len(batch) > 1:
+                # One bad item (e.g. its device was deleted meanwhile) must not fail the
+                # others: retry them one by one.
+                results = [await self._commit([item]) for item in batch]
+            else:
+                results = [ok] * len(batch)
+            for item, ok in zip(batch, results, strict=True):
+                if ok and item.committed is not None:
+                    item.committed()
+                if item.ack is not None:
+                    try:
+                        await item.ack(ok)
+                    except Exception:  # a vanished connection must not stop the writer
+                        log.exception("ack_failed")
+                self._queue.task_done()
+
+    async def _commit(self, batch: list[WriteItem]) -> bool:
+        latest: dict[tuple[int, str], dict[str, Any]] = {}
+        history: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        for item in batch:
+            for prop, value in item.params.items():
+                row = {
+                    "device_id": item.device_id,
+                    "prop_id": prop,
+                    "value": value,
+                    "ts_ms": item.ts_ms,
+                }
+                history.append(row)
+                latest[(item.device_id, prop)] = row
+            events.extend(item.events)
+        try:
+            async with self._engine.begin() as conn:
+                if history:
+                    await conn.execute(insert(PropertyHistory), history)
+                    stmt = self._upsert_insert(PropertyLatest)
+                    stmt = stmt.on_conflict_do_update(
+                        index_elements=["device_id", "prop_id"],
+                        set_={"value": stmt.excluded.value, "ts_ms": stmt.excluded.ts_ms},
+                    )
+                    await conn.execute(stmt, list(latest.values()))
+                if events:
+                    await conn.execute(insert(EventLog), events)
+        except Exception:
+            log.warning("batch_commit_failed", items=len(batch), exc_info=True)
+            return False
+        self.committed_items += len(batch)
+        self.batches += 1
+        return True

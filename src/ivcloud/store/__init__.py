@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy 2 async schema, repositories, Alembic migrations, object storage."""

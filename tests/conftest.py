@@ -1,0 +1,57 @@
+"""Shared fixtures: a real ivcloud instance on free ports, over real sockets.
+
+``IVCLOUD_TEST_PG_URL`` (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``) is the
+PostgreSQL used by the store tests that run on both databases."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ivcloud.app import Ivcloud
+from ivcloud.config import Settings
+
+PG_URL = os.environ.get(
+    "IVCLOUD_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "data_dir": data_dir,
+        "host": "127.0.0.1",
+        "http_port": 0,
+        "mqtt_port": 0,
+        "mqtt_ws_port": 0,
+        "report_batch_delay_ms": 1.0,
+        "action_timeout_s": 5.0,
+    }
+    values.update(overrides)
+    return Settings.model_validate(values)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Ivcloud]:
+    """A running instance on SQLite in a temporary data directory."""
+    instance = Ivcloud(make_settings(tmp_path / "data"))
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.stop()
+
+
+@pytest.fixture
+async def admin(server: Ivcloud) -> AsyncIterator[httpx.AsyncClient]:
+    """An admin-authenticated client of the console API."""
+    assert server.endpoints is not None
+    async with httpx.AsyncClient(
+        base_url=server.endpoints.http_url + "/api/console/v1",
+        headers={"Authorization": f"Bearer {server.admin_token}"},
+        timeout=30,
+    ) as client:
+        yield client
