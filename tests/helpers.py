@@ -28,3 +28,16 @@ async def provision(
     resp = await admin.post(f"/products/{pid}/devices", json={"DeviceName": device_name})
     assert resp.status_code == 201, resp.text
     return Provisioned(pid, device_name, resp.json()["DeviceSecret"])
+
+
+async def provision_custom(
+    admin: httpx.AsyncClient, model: dict[str, object], device_name: str = "dev1"
+) -> Provisioned:
+    resp = await admin.post("/products", json={"Name": "custom product", "Category": "watch"})
+    assert resp.status_code == 201, resp.text
+    pid = resp.json()["ProductId"]
+    resp = await admin.put(f"/products/{pid}/thing-model", json=model)
+    assert resp.status_code == 200, resp.text
+    resp = await admin.post(f"/products/{pid}/devices", json={"DeviceName": device_name})
+    assert resp.status_code == 201, resp.text
+    return Provisioned(pid, device_name, resp.json()["DeviceSecret"])

@@ -240,8 +240,15 @@ class ThingDispatcher:
             events = thing.posted_events(msg)
             if model is None:
                 raise ProtocolError(f"product {rec.product_id} has no thing model")
-            for ev in events:
-                model.validate_event(ev.event_id, ev.event_type, ev.params)
+            events = [
+                thing.PostedEvent(
+                    ev.event_id,
+                    ev.event_type,
+                    ev.timestamp_ms,
+                    model.validate_event(ev.event_id, ev.event_type, ev.params),
+                )
+                for ev in events
+            ]
         except (ProtocolError, ValidationFailed) as exc:
             await self._event_reject(rec, msg.client_token, str(exc))
             return

@@ -260,6 +260,8 @@ def _mapping(d: dict[str, Any], path: str) -> tuple[tuple[str, str], ...]:
     if not raw:
         _fail(where, "must not be empty")
     for key, label in raw.items():
+        if not isinstance(key, str):  # only reachable from Python callers, not JSON
+            _fail(where, f"key {show(key)} is not a string")
         if not isinstance(label, str):
             _fail(f"{where}.{key}", f"label {_kind(label)} is not a string")
     return tuple(raw.items())

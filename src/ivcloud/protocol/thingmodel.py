@@ -253,15 +253,17 @@ def loads_thing_model(text: str | bytes) -> ThingModel:
     return parse_thing_model(doc)
 
 
-@functools.cache
 def load_standard_model(name: StandardModel) -> ThingModel:
     """One of the standard category templates shipped in ``protocol/models/`` (cached: a
     model is immutable, and every camera product starts from the same one)."""
     if name not in STANDARD_MODELS:
         raise ValueError(f"unknown standard model {name!r} (one of {', '.join(STANDARD_MODELS)})")
-    text = (
-        resources.files("ivcloud.protocol")
-        .joinpath("models", f"{name}.json")
-        .read_text(encoding="utf-8")
-    )
-    return loads_thing_model(text)
+    return _load_standard(name)
+
+
+@functools.cache
+def _load_standard(name: str) -> ThingModel:
+    # A separate function so the public one keeps its Literal signature (functools.cache
+    # erases parameter types for type checkers).
+    text = resources.files("ivcloud.protocol").joinpath("models", f"{name}.json")
+    return loads_thing_model(text.read_text(encoding="utf-8"))
