@@ -99,7 +99,7 @@ def install_redirect(sdk_host: str, host: str, port: int) -> None:
         emit("tcp_redirect", sdk_target=f"{sdk_host}:{SDK_TCP_PORT}", target=f"{host}:{port}")
         return real_create_connection((host, port), *args, **kwargs)
 
-    socket.create_connection = create_connection  # type: ignore[assignment]
+    socket.create_connection = create_connection
 
 
 def install_publish_tap(record: Callable[[str, Any], None]) -> None:
@@ -112,7 +112,7 @@ def install_publish_tap(record: Callable[[str, Any], None]) -> None:
         record(topic, payload)
         return original(self, topic, payload, qos)
 
-    hub_module.QcloudHubProvider.publish = publish  # type: ignore[method-assign]
+    hub_module.QcloudHubProvider.publish = publish
 
 
 class ConnackTap(logging.Handler):
@@ -122,7 +122,7 @@ class ConnackTap(logging.Handler):
         msg = record.msg if isinstance(record.msg, str) else ""
         if msg.startswith("Received CONNACK") and isinstance(record.args, tuple):
             flags, result = record.args[0], record.args[1]
-            emit("connack", flags=flags, rc=int(result))  # the module-level emit
+            emit("connack", flags=flags, rc=result)  # the module-level emit
 
 
 class Driver:
@@ -346,7 +346,7 @@ class Driver:
         )
 
     def step_wait_control(self, step: dict[str, Any]) -> None:
-        emit("waiting", **{"for": "control"})
+        emit("waiting", what="control")
         control = self.wait_for("property", "control")
         emit("control", params=control.get("params"), clientToken=control.get("clientToken"))
         para = self.reply_para(int(step.get("code", 0)), str(step.get("status", "ok")))
@@ -379,7 +379,7 @@ class Driver:
         )
 
     def step_wait_action(self, step: dict[str, Any]) -> None:
-        emit("waiting", **{"for": "action"})
+        emit("waiting", what="action")
         action = self.wait_for("action", "action")
         token = action.get("clientToken")
         emit(

@@ -175,14 +175,14 @@ class DriverProcess:
             self.lines.append(line)
             return line  # type: ignore[no-any-return]
 
-    async def expect(self, step: str, timeout: float = 15.0, **match: Any) -> dict[str, Any]:
+    async def expect(self, step: str, within: float = 15.0, **match: Any) -> dict[str, Any]:
         """The next line with ``step`` (and the given field values); fails on ``error``."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             try:
                 line = await self._next_line(deadline)
             except TimeoutError:
-                self.fail(f"no {step!r} line from the driver within {timeout:g} s")
+                self.fail(f"no {step!r} line from the driver within {within:g} s")
                 raise  # unreachable: pytest.fail raises
             if line is None:
                 rc = await self.proc.wait()
@@ -193,12 +193,12 @@ class DriverProcess:
             if line.get("step") == step and all(line.get(k) == v for k, v in match.items()):
                 return line
 
-    async def until_exit(self, timeout: float = DRIVER_TIMEOUT_S + 5) -> int:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def until_exit(self, within: float = DRIVER_TIMEOUT_S + 5) -> int:
+        deadline = asyncio.get_running_loop().time() + within
         try:
             while await self._next_line(deadline) is not None:
                 pass
-            return await asyncio.wait_for(self.proc.wait(), timeout)
+            return await asyncio.wait_for(self.proc.wait(), within)
         except TimeoutError:
             self.fail("driver did not exit in time")
             raise
@@ -332,7 +332,7 @@ async def test_tencent_sdk_data_template_roundtrip(
         props = (await _device(admin, pid, dn))["Properties"]
         assert {k: v["Value"] for k, v in props.items()} == REPORT
 
-        await drv.expect("waiting", **{"for": "control"})
+        await drv.expect("waiting", what="control")
         resp = await admin.post(
             f"/products/{pid}/devices/{dn}/control", json={"Params": CONTROL, "WaitSeconds": 5}
         )
@@ -372,7 +372,7 @@ async def test_tencent_sdk_data_template_roundtrip(
         )
         assert got == want
 
-        await drv.expect("waiting", **{"for": "action"})
+        await drv.expect("waiting", what="action")
         resp = await admin.post(
             f"/products/{pid}/devices/{dn}/actions/blink",
             json={"Params": {"times": 3}, "TimeoutSeconds": 10},

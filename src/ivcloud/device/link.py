@@ -9,9 +9,11 @@ SDK's request/reply helpers wait for replies that this same reader delivers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -28,8 +30,8 @@ from ivcloud.protocol.credentials import (
 log = structlog.get_logger("ivcloud.device")
 
 MessageHandler = Callable[[str, bytes], None]
-ConnectedHook = Callable[[], Awaitable[None]]
-DisconnectedHook = Callable[[bool], Awaitable[None]]
+ConnectedHook = Callable[[], Coroutine[Any, Any, None]]
+DisconnectedHook = Callable[[bool], Coroutine[Any, Any, None]]
 
 
 class MqttLink:
@@ -93,20 +95,18 @@ class MqttLink:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
 
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
 
-    async def wait_connected(self, timeout: float | None) -> bool:
+    async def wait_connected(self, timeout_s: float | None) -> bool:
         if self._connected.is_set():
             return True
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            await asyncio.wait_for(self._connected.wait(), timeout_s)
         except TimeoutError:
             return False
         return True
@@ -182,10 +182,8 @@ class MqttLink:
             delay = backoff_delay(attempt, first=self._first, cap=self._cap)
             attempt += 1
             log.info("device_reconnect_wait", client_id=self._info.client_id, delay=delay)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
-            except TimeoutError:
-                pass
 
     async def _read(self, client: aiomqtt.Client) -> None:
         hook = asyncio.create_task(self._on_connected()) if self._on_connected else None
@@ -203,7 +201,5 @@ class MqttLink:
         finally:
             if hook is not None and not hook.done():
                 hook.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await hook
-                except asyncio.CancelledError:
-                    pass

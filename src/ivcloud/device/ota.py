@@ -9,6 +9,7 @@ an upgrade that finishes and one that never does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import tempfile
 import time
@@ -155,7 +156,10 @@ class OtaAgent:
         order whenever the device reports an older version, so duplicates are normal."""
         try:
             update = FirmwareUpdate(
-                str(doc["version"]), str(doc["url"]), str(doc["md5sum"]).lower(), int(doc["file_size"])
+                str(doc["version"]),
+                str(doc["url"]),
+                str(doc["md5sum"]).lower(),
+                int(doc["file_size"]),
             )
         except (KeyError, TypeError, ValueError):
             log.info("ota_bad_update_message")
@@ -174,10 +178,8 @@ class OtaAgent:
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
 
     # -- the upgrade ----------------------------------------------------------------------
 
@@ -229,7 +231,9 @@ class OtaAgent:
             raise _Failed(MD5_MISMATCH)
         return part.finish(final)
 
-    async def _fetch(self, http: httpx.AsyncClient, update: FirmwareUpdate, part: _PartFile) -> None:
+    async def _fetch(
+        self, http: httpx.AsyncClient, update: FirmwareUpdate, part: _PartFile
+    ) -> None:
         offset = part.size()
         if offset >= update.file_size:
             return

@@ -13,6 +13,7 @@ reader: a callback that reports a property awaits a ``report_reply`` the reader 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import secrets
@@ -137,8 +138,8 @@ class IvDevice:
     def online(self) -> bool:
         return self._link is not None and self._link.connected
 
-    async def wait_online(self, timeout: float | None = None) -> bool:
-        return self._link is not None and await self._link.wait_connected(timeout)
+    async def wait_online(self, timeout_s: float | None = None) -> bool:
+        return self._link is not None and await self._link.wait_connected(timeout_s)
 
     async def stop(self) -> None:
         """Disconnect, stop reconnecting, cancel background work (``iv_sys_exit``)."""
@@ -151,15 +152,13 @@ class IvDevice:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         for fut in self._waiters.values():
             fut.cancel()
         self._waiters.clear()
 
-    async def get_time(self, timeout: float | None = None) -> int | None:
+    async def get_time(self, timeout_s: float | None = None) -> int | None:
         """Cloud time in ms via ``$sys/operation`` (``iv_sys_get_time``), corrected for half
         the round trip as the C SDK does; ``None`` if the cloud did not answer."""
         info = self._need_info()
@@ -169,7 +168,7 @@ class IvDevice:
                 f"$sys/operation/{info.product_id}/{info.device_name}",
                 {"type": "get", "resource": ["time"]},
                 "$sys:time",
-                timeout,
+                timeout_s,
             )
         t_recv = time.time_ns() // 1_000_000
         if doc is None:
@@ -199,18 +198,22 @@ class IvDevice:
         self._sync_on_connect = sync_on_connect
 
     async def property_report(
-        self, params: dict[str, Any], *, timestamp_ms: int | None = None, timeout: float | None = None
+        self,
+        params: dict[str, Any],
+        *,
+        timestamp_ms: int | None = None,
+        timeout_s: float | None = None,
     ) -> int:
         """Send ``report``; the ``report_reply`` code (0 ok, 406 rejected), or -2 timeout."""
         doc: dict[str, Any] = {"method": "report", "params": params}
         if timestamp_ms is not None:
             doc["timestamp"] = timestamp_ms
-        return self._code(await self._thing("property", doc, timeout))
+        return self._code(await self._thing("property", doc, timeout_s))
 
-    async def property_sync(self, timeout: float | None = None) -> dict[str, Any] | None:
+    async def property_sync(self, timeout_s: float | None = None) -> dict[str, Any] | None:
         """``get_status``: apply ``data.control`` through the control callback, then
         ``clear_control`` (``iv_dm_property_sync``). Returns ``data`` or ``None`` on timeout."""
-        reply = await self._thing("property", {"method": "get_status"}, timeout)
+        reply = await self._thing("property", {"method": "get_status"}, timeout_s)
         if reply is None or reply.get("code", OK) != OK:
             return None
         data = reply.get("data")
@@ -218,7 +221,7 @@ class IvDevice:
         control = data.get("control")
         if isinstance(control, dict) and control:
             await self._apply_control(control)
-            await self._thing("property", {"method": "clear_control"}, timeout)
+            await self._thing("property", {"method": "clear_control"}, timeout_s)
         return data
 
     async def event_report(
@@ -228,7 +231,7 @@ class IvDevice:
         params: dict[str, Any] | None = None,
         *,
         timestamp_ms: int | None = None,
-        timeout: float | None = None,
+        timeout_s: float | None = None,
     ) -> int:
         """``event_post`` (``iv_dm_event_report``); the ``event_reply`` code or -2."""
         ts = timestamp_ms if timestamp_ms is not None else time.time_ns() // 1_000_000
@@ -240,7 +243,7 @@ class IvDevice:
             "timestamp": ts,
             "params": params or {},
         }
-        return self._code(await self._thing("event", doc, timeout))
+        return self._code(await self._thing("event", doc, timeout_s))
 
     async def report_info(
         self,
@@ -253,7 +256,7 @@ class IvDevice:
         lat: str | None = None,
         lon: str | None = None,
         device_label: dict[str, str] | None = None,
-        timeout: float | None = None,
+        timeout_s: float | None = None,
     ) -> int:
         """``report_info``: the system information shown in the console."""
         params: dict[str, Any] = {
@@ -264,7 +267,7 @@ class IvDevice:
         extra = {"imei": imei, "mac": mac, "lat": lat, "lon": lon, "device_label": device_label}
         params.update({k: v for k, v in extra.items() if v is not None})
         doc = {"method": "report_info", "params": params}
-        return self._code(await self._thing("property", doc, timeout))
+        return self._code(await self._thing("property", doc, timeout_s))
 
     # -- iv_ad ----------------------------------------------------------------------------
 
@@ -358,17 +361,17 @@ class IvDevice:
         return await link.publish(topic, payload, qos)
 
     async def _thing(
-        self, channel: str, doc: dict[str, Any], timeout: float | None
+        self, channel: str, doc: dict[str, Any], timeout_s: float | None
     ) -> dict[str, Any] | None:
         info = self._need_info()
         token = self._token()
         topic = f"$thing/up/{channel}/{info.product_id}/{info.device_name}"
-        return await self._request(topic, {**doc, "clientToken": token}, token, timeout)
+        return await self._request(topic, {**doc, "clientToken": token}, token, timeout_s)
 
     async def _request(
-        self, topic: str, doc: dict[str, Any], key: str, timeout: float | None
+        self, topic: str, doc: dict[str, Any], key: str, timeout_s: float | None
     ) -> dict[str, Any] | None:
-        wait = self._timeout if timeout is None else timeout
+        wait = self._timeout if timeout_s is None else timeout_s
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[key] = fut
         try:
@@ -464,7 +467,8 @@ class IvDevice:
         action_id = str(doc.get("actionId", ""))
         params = doc.get("params")
         params = params if isinstance(params, dict) else {}
-        code, response = ERR_FAIL, {}
+        code: int = ERR_FAIL
+        response: dict[str, Any] = {}
         try:
             if self.model is not None:
                 params = self.model.validate_action_input(action_id, params)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from ivcloud.device.simbase import ActionHandler, Simulator, SimulatorKind
 from ivcloud.device.types import OK
 from ivcloud.protocol.otp import verify_lock_temp_password
+from ivcloud.protocol.thingmodel import StandardModel
 
 __all__ = [
     "SIMULATORS",
@@ -63,8 +64,8 @@ class CameraSimulator(Simulator):
 class LockImageSimulator(Simulator):
     """Picture-stream lock. ``relock_delay=None`` keeps it open until :meth:`relock`."""
 
-    kind = "lock-image"
-    model_name = "lock-image"
+    kind: ClassVar[SimulatorKind] = "lock-image"
+    model_name: ClassVar[StandardModel] = "lock-image"
     hardware = "ivcloud-sim-lock"
 
     def __init__(

@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_RNG = random.Random()
 
 #: ``report_reply``/``event_reply``/… code for success; other server codes (406, 404, 500)
 #: are passed through unchanged.
@@ -88,8 +89,8 @@ def backoff_delay(
     """Delay before reconnect attempt ``attempt`` (0-based): ``first`` doubling up to ``cap``,
     stretched by up to 25 % of random jitter so a fleet that lost the broker together does not
     come back in lock-step (the thundering herd the PY/C SDKs' jitter exists to avoid)."""
-    base = min(cap, first * (2 ** min(attempt, 32)))
-    jitter = (rng or random).uniform(1.0, 1.25)
+    base = min(cap, first * 2.0 ** min(attempt, 32))
+    jitter = (rng or _RNG).uniform(1.0, 1.25)
     return min(cap, base * jitter)
 
 

@@ -194,7 +194,7 @@ class OtaService:
             q = select(Device.id, Device.device_name).where(Device.product_id == product_id)
             if device_names is not None:
                 q = q.where(Device.device_name.in_(device_names))
-            targets = dict((await s.execute(q)).tuples().all())
+            targets = {dev_id: name for dev_id, name in (await s.execute(q)).all()}
             if device_names is not None:
                 missing = set(device_names) - set(targets.values())
                 if missing:
