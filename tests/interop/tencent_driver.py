@@ -23,7 +23,9 @@ the SUBACKs), ``template_setup`` (``templateSetup`` with ``thing_model`` written
 ``wait_control`` (optional ``code``, ``status``: the ``control_reply`` to send),
 ``clear_control``, ``event`` (``events``: list of ``{eventId, type, params[, timestamp]}``;
 one element → the SDK sends ``event_post``, more → ``events_post``), ``wait_action``
-(``response``, optional ``code``, ``status``), ``sleep`` (``seconds``).  Connecting is
+(``response``, optional ``code``, ``status``), ``control_reply`` (``templateControlReply``
+with no control pending, as the SDK's sample does), ``listen`` (``seconds``: report every
+downlink that arrives meanwhile), ``sleep`` (``seconds``).  Connecting is
 implicit (before the first step); disconnecting is implicit (after the last one).
 
 Output (stdout, flushed per line): ``{"step": ...}`` objects, e.g. ``connack``, ``connected``,
@@ -395,6 +397,27 @@ class Driver:
             self.qcloud.templateActionReply(self.pid, self.dn, token, step["response"], para),
         )
         emit("action_reply_sent", payload=self.last_sent.get("action"))
+
+    def step_control_reply(self, step: dict[str, Any]) -> None:
+        """``templateControlReply`` without a preceding control, as the SDK's own sample
+        does from its property callback for every downlink message (with status ``"\\0"``)."""
+        para = self.reply_para(int(step.get("code", 0)), str(step.get("status", "\0")))
+        self.check_rc(
+            "templateControlReply", self.qcloud.templateControlReply(self.pid, self.dn, para)
+        )
+        emit("control_reply_sent", payload=self.last_sent.get("property"))
+
+    def step_listen(self, step: dict[str, Any]) -> None:
+        """Collect every downlink message for ``seconds`` and report them."""
+        end = time.monotonic() + float(step.get("seconds", 1))
+        received = [payload for _ch, payload in self.backlog]
+        self.backlog.clear()
+        while (remaining := end - time.monotonic()) > 0:
+            try:
+                received.append(self.inbox.get(timeout=remaining)[1])
+            except queue.Empty:
+                break
+        emit("listened", label=step.get("label", ""), received=received)
 
     def step_sleep(self, step: dict[str, Any]) -> None:
         time.sleep(float(step.get("seconds", 1)))

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, TypeAlias
 from ivcloud.protocol.errors import ValidationFailed
 
 __all__ = [
+    "DEFAULT_BOOL_MAPPING",
     "STRING_MAX_LEN",
     "TIMESTAMP_MAX",
     "ArrayDefine",
