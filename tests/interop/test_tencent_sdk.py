@@ -425,12 +425,6 @@ async def test_tencent_sdk_wrong_secret_is_refused(
     assert (await _device(admin, dev.product_id, dev.device_name))["Online"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="server bug: a method-less control_reply with a null clientToken is answered with "
-    "a 406 report_reply, which the SDK's own sample answers again -> endless ping-pong",
-)
 async def test_tencent_sdk_sample_control_reply_gets_no_answer(
     server: Ivcloud, admin: httpx.AsyncClient, tmp_path: Path
 ) -> None:

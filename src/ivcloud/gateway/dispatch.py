@@ -11,7 +11,12 @@ import structlog
 from ivcloud.gateway.contracts import ConnectRefused, DeviceIdentity
 from ivcloud.protocol import ota, thing
 from ivcloud.protocol.credentials import parse_username, verify_password
-from ivcloud.protocol.errors import CredentialError, ProtocolError, ValidationFailed
+from ivcloud.protocol.errors import (
+    CredentialError,
+    CredentialExpired,
+    ProtocolError,
+    ValidationFailed,
+)
 from ivcloud.services.binding import BindingService
 from ivcloud.services.control import ControlService
 from ivcloud.services.devices import DeviceRecord, DeviceService, split_client_id
@@ -73,7 +78,7 @@ class ThingDispatcher:
         try:
             verify_password(rec.secret, username, pw, self._clock.now_ms() // 1000)
         except CredentialError as exc:
-            code = 5 if type(exc).__name__ == "CredentialExpired" else 4
+            code = 5 if isinstance(exc, CredentialExpired) else 4
             raise ConnectRefused(code, str(exc)) from None
         return DeviceIdentity(product_id, device_name)
 

@@ -63,7 +63,10 @@ def parse_up(payload: bytes) -> UpMessage:
     if len(token) > MAX_TOKEN_LEN:
         raise MessageError("clientToken is longer than 128 characters")
     method = doc.get("method")
-    if method is None and "code" in doc and token:
+    if method is None and "code" in doc:
+        # A reply without ``method`` is a control_reply (Python SDK 1.0.0), even with an
+        # empty or null token (its sample replies to every message that way); answering it
+        # with an error would start a reply loop.
         method = "control_reply"
     if not isinstance(method, str) or not method:
         raise MessageError("missing method", token)
