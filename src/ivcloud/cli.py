@@ -10,7 +10,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 import typer
 from rich.console import Console
@@ -137,10 +137,10 @@ def sim(
         raise typer.Exit(2)
     asyncio.run(
         run_simulator(
-            kind,
+            cast(Literal["camera", "lock-image", "lock-video"], kind),
             host=host,
             port=port,
-            product_id=product,  # type: ignore[arg-type]
+            product_id=product,
             device_name=device,
             secret=secret,
             qr=qr,

@@ -96,7 +96,7 @@ def console_router(instance: Ivcloud) -> APIRouter:
     async def get_template(name: str) -> dict[str, Any]:
         if name not in STANDARD_MODELS:
             raise NotFound(f"no standard model {name!r}")
-        return load_standard_model(name).to_json()  # type: ignore[arg-type]
+        return load_standard_model(name).to_json()
 
     @router.put("/products/{product_id}/thing-model")
     async def import_model(product_id: str, doc: Annotated[Any, Body()]) -> dict[str, Any]:

@@ -59,28 +59,24 @@ class Telemetry:
         self, rec: DeviceRecord, events: list[PostedEvent], ack: Ack | None
     ) -> None:
         now = self._clock.now_ms()
-        rows = [
+        stamped = [(ev, ev.timestamp_ms if ev.timestamp_ms is not None else now) for ev in events]
+        rows: list[dict[str, Any]] = [
             {
                 "device_id": rec.id,
                 "event_id": ev.event_id,
                 "event_type": ev.event_type,
                 "params": ev.params,
-                "ts_ms": ev.timestamp_ms if ev.timestamp_ms is not None else now,
+                "ts_ms": ts,
                 "received_ms": now,
             }
-            for ev in events
+            for ev, ts in stamped
         ]
 
         def committed() -> None:
-            for row in rows:
+            for ev, ts in stamped:
                 self._bus.publish(
                     DeviceEventPosted(
-                        rec.product_id,
-                        rec.device_name,
-                        row["event_id"],
-                        row["event_type"],
-                        row["params"],
-                        row["ts_ms"],
+                        rec.product_id, rec.device_name, ev.event_id, ev.event_type, ev.params, ts
                     )
                 )
 
