@@ -26,9 +26,9 @@ def sign_path(key: bytes, path: str, expires: int) -> str:
 
 
 def verify_path(key: bytes, path: str, expires: str | None, sign: str | None, now: int) -> None:
-    if not expires or not sign or not expires.isdigit():
+    if not expires or not sign or not (expires.isascii() and expires.isdigit()):
         raise BadSignedUrl("missing signature")
-    if not hmac.compare_digest(_mac(key, path, int(expires)), sign):
+    if not hmac.compare_digest(_mac(key, path, int(expires)).encode(), sign.encode()):
         raise BadSignedUrl("bad signature")
     if int(expires) < now:
         raise BadSignedUrl("signature expired")
