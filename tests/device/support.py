@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -33,9 +33,6 @@ async def sdk_device(
     sys_kwargs.setdefault("host", host)
     sys_kwargs.setdefault("port", port)
     sys_kwargs.setdefault("reconnect_first", 0.1)
-    setup = sys_kwargs.pop("setup", None)
-    if setup is not None:
-        setup(device)
     await device.sys_init(DeviceInfo(dev.product_id, dev.device_name, dev.secret), **sys_kwargs)
     try:
         yield device
@@ -67,7 +64,7 @@ T = TypeVar("T")
 
 
 async def poll(
-    fetch: Callable[[], Any],
+    fetch: Callable[[], Awaitable[T]],
     until: Callable[[T], bool],
     *,
     deadline_s: float = 10.0,
@@ -75,11 +72,10 @@ async def poll(
 ) -> T:
     """Call ``await fetch()`` until ``until(result)``; fail with the last result on timeout."""
     end = time.monotonic() + deadline_s
-    last: Any = None
     while True:
         last = await fetch()
         if until(last):
-            return last  # type: ignore[no-any-return]
+            return last
         if time.monotonic() > end:
             raise AssertionError(f"condition not met within {deadline_s}s; last: {last!r}")
         await asyncio.sleep(interval_s)
@@ -100,9 +96,8 @@ async def wait_prop(
     admin: httpx.AsyncClient, dev: Provisioned, prop_id: str, value: Any, deadline_s: float = 10.0
 ) -> dict[str, Any]:
     """Poll ``GET /devices/{dn}`` until ``Properties[prop_id].Value == value``."""
-    doc: dict[str, Any] = await poll(
+    return await poll(
         lambda: device_doc(admin, dev),
         lambda d: prop(d, prop_id) == value,
         deadline_s=deadline_s,
     )
-    return doc

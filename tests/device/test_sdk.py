@@ -85,12 +85,16 @@ async def test_hmacsha1_and_websocket_transport(
     assert server.endpoints is not None and server.endpoints.mqtt_ws_url is not None
     async with sdk_device(server, lock, algorithm="hmacsha1", wait_online=10) as dev:
         assert await dev.property_report({"battery_percentage": 70}) == OK
-    async with sdk_device(
-        server, lock, ws_url=server.endpoints.mqtt_ws_url, wait_online=10
-    ) as dev:
+    async with sdk_device(server, lock, ws_url=server.endpoints.mqtt_ws_url, wait_online=10) as dev:
         assert dev.online
         assert await dev.property_report({"battery_percentage": 71}) == OK
-    await wait_prop(admin, lock, "battery_percentage", 71)
+    ws_port = server.gateway.ws_port
+    assert ws_port is not None
+    async with sdk_device(
+        server, lock, port=ws_port, transport="websockets", wait_online=10
+    ) as dev:
+        assert await dev.property_report({"battery_percentage": 72}) == OK
+    await wait_prop(admin, lock, "battery_percentage", 72)
 
 
 async def test_wrong_secret_never_comes_online(server: Ivcloud, lock: Provisioned) -> None:
@@ -157,7 +161,7 @@ async def test_offline_control_is_delivered_by_property_sync_then_cleared(
     async with sdk_device(server, lock, wait_online=10) as dev:
         dev.dm_init(
             load_standard_model("lock-video"),
-            on_control=lambda p: applied.append(p) or OK,
+            on_control=lambda p: record(applied, p),
             sync_on_connect=False,
         )
         assert await dev.property_report({"battery_percentage": 60}) == OK
@@ -182,7 +186,7 @@ async def test_offline_control_is_applied_automatically_on_connect(
     got: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     host, port = broker(server)
     dev = IvDevice()
-    dev.dm_init(load_standard_model("lock-video"), on_control=lambda p: got.put_nowait(p) or OK)
+    dev.dm_init(load_standard_model("lock-video"), on_control=lambda p: record(got, p))
     await dev.sys_init(
         DeviceInfo(lock.product_id, lock.device_name, lock.secret), host=host, port=port
     )
@@ -190,6 +194,19 @@ async def test_offline_control_is_applied_automatically_on_connect(
         assert await asyncio.wait_for(got.get(), 10) == {"child_lock_state": 1}
     finally:
         await dev.stop()
+
+
+async def test_dm_init_after_online_still_picks_up_offline_control(
+    server: Ivcloud, admin: httpx.AsyncClient, lock: Provisioned
+) -> None:
+    await admin.post(
+        f"/products/{lock.product_id}/devices/{lock.device_name}/control",
+        json={"Params": {"volume": 3}},
+    )
+    got: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    async with sdk_device(server, lock, wait_online=10) as dev:
+        dev.dm_init(load_standard_model("lock-video"), on_control=lambda p: record(got, p))
+        assert await asyncio.wait_for(got.get(), 10) == {"volume": 3}
 
 
 async def test_action_is_answered(
@@ -281,3 +298,35 @@ async def test_reconnects_after_the_broker_restarts(
 
 async def _now(value: list[int]) -> list[int]:
     return value
+
+
+def record(
+    into: list[dict[str, Any]] | asyncio.Queue[dict[str, Any]], params: dict[str, Any]
+) -> int:
+    """A control callback body: remember the params, accept them."""
+    if isinstance(into, list):
+        into.append(params)
+    else:
+        into.put_nowait(params)
+    return OK
+
+
+async def test_reset_secret_disconnects_and_old_credentials_stop_working(
+    server: Ivcloud, admin: httpx.AsyncClient, lock: Provisioned
+) -> None:
+    statuses: list[int] = []
+    async with sdk_device(server, lock, on_offline=statuses.append, wait_online=10) as dev:
+        resp = await admin.post(
+            f"/products/{lock.product_id}/devices/{lock.device_name}/reset-secret"
+        )
+        # Server-side expectation: the console drops the device's connection so the new
+        # secret takes effect at once (console.py calls gateway.disconnect()).
+        assert resp.status_code == 200, f"POST .../reset-secret failed: {resp.text}"
+        new_secret = resp.json()["DeviceSecret"]
+        assert new_secret != lock.secret
+        await poll(lambda: _now(statuses), lambda s: OFFLINE_RECONNECTING in s)
+        # The SDK keeps retrying with the old secret and is refused.
+        assert not await dev.wait_online(0.5)
+    renewed = Provisioned(lock.product_id, lock.device_name, new_secret)
+    async with sdk_device(server, renewed, wait_online=10) as dev:
+        assert await dev.property_report({"battery_percentage": 5}) == OK

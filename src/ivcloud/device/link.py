@@ -18,7 +18,7 @@ from typing import Any
 import aiomqtt
 import structlog
 
-from ivcloud.device.types import BrokerAddress, DeviceInfo, backoff_delay
+from ivcloud.device.types import BrokerAddress, DeviceInfo, backoff_delay, reraise_lost_cancel
 from ivcloud.protocol.credentials import (
     DEFAULT_SDKAPPID,
     Algorithm,
@@ -122,6 +122,7 @@ class MqttLink:
         except aiomqtt.MqttError as exc:
             log.info("device_publish_failed", client_id=self._info.client_id, error=str(exc))
             return False
+        reraise_lost_cancel()
         return True
 
     # -- the connection task --------------------------------------------------------------
@@ -169,7 +170,7 @@ class MqttLink:
                     self.last_error = None
                     log.info("device_connected", client_id=self._info.client_id)
                     await self._read(client)
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, OSError) as exc:
                 self.last_error = str(exc)
                 log.info("device_link_error", client_id=self._info.client_id, error=str(exc))
             finally:

@@ -190,6 +190,10 @@ class OtaAgent:
         except _Failed as exc:
             code = exc.code
             await self.report_progress(update.version, "fail", 0, code)
+        except Exception:  # e.g. a full disk: the cloud must still hear that the job failed
+            log.exception("ota_upgrade_crashed", version=update.version)
+            code = UPGRADE_FAILED
+            await self.report_progress(update.version, "fail", 0, code)
         self.last_result = code
         self.finished.set()
         log.info("ota_finished", version=update.version, result=code)
@@ -261,7 +265,7 @@ class OtaAgent:
                     last = now
                     pct = _pct(done, update.file_size)
                     await self.report_progress(update.version, "downloading", pct)
-            await self.report_progress(update.version, "downloading", 100)
+            await self.report_progress(update.version, "downloading", _pct(done, update.file_size))
 
 
 class _Retry(Exception):

@@ -3,29 +3,29 @@
 The C SDK's modules map onto methods (see ``docs/device-sdk.md``): ``sys_init`` ≈
 ``iv_sys_init``, ``dm_init`` ≈ ``iv_dm_init``, ``property_report`` ≈
 ``iv_dm_property_report``, ``send_bind_info`` ≈ ``iv_ad_send_bind_info``, ``ota_init`` ≈
-``iv_ota_init``. Underneath everything is the public ``$thing``/``$ota``/``$sys`` protocol of
-device-protocol.md §2–§6.
-
-Control and action callbacks run in one worker task, in arrival order, never in the MQTT
-reader: a callback that reports a property awaits a ``report_reply`` the reader must deliver.
+``iv_ota_init``. Underneath is the public ``$thing``/``$ota``/``$sys`` protocol of
+device-protocol.md §2–§6: :mod:`~ivcloud.device.link` keeps the connection,
+:mod:`~ivcloud.device.rpc` matches replies to requests, :mod:`~ivcloud.device.dm` runs the
+control/action callbacks, :mod:`~ivcloud.device.ota` upgrades.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
-import secrets
 import ssl
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from ivcloud.device.dm import DataModel
 from ivcloud.device.link import MqttLink
 from ivcloud.device.ota import FirmwareUpdate, InstallCallback, OtaAgent, UpdateCallback
+from ivcloud.device.rpc import Requests, reply_code
 from ivcloud.device.types import (
     ERR_FAIL,
     ERR_TIMEOUT,
@@ -39,14 +39,14 @@ from ivcloud.device.types import (
     DeviceInfo,
     OfflineCallback,
     OnlineCallback,
+    Transport,
     maybe_await,
 )
-from ivcloud.protocol.errors import ValidationFailed
 from ivcloud.protocol.thingmodel import ThingModel
 
 log = structlog.get_logger("ivcloud.device")
 
-# (topic channel, QoS) of the down topics a device subscribes to (spec §2, §3.6).
+# (topic prefix, QoS) of the down topics a device subscribes to (spec §2, §3.6).
 _DOWN = (
     ("$thing/down/property", 0),
     ("$thing/down/event", 0),
@@ -55,33 +55,32 @@ _DOWN = (
     ("$ota/update", 1),
     ("$sys/operation/result", 0),
 )
+_TIME_KEY = "$sys:time"
 
 
 class NotInitialised(RuntimeError):
-    """A call that needs ``sys_init`` (or ``dm_init``) first, as in the C SDK."""
+    """A call that needs ``sys_init`` (or ``ota_init``) first, as in the C SDK."""
 
 
 class IvDevice:
-    """One device connection. Create, ``await sys_init(...)``, ``dm_init(...)``, then use."""
+    """One device. ``await sys_init(...)`` and ``dm_init(...)`` (either order), then use."""
 
     def __init__(self) -> None:
         self.info: DeviceInfo | None = None
-        self.model: ThingModel | None = None
+        self.ota: OtaAgent | None = None
+        #: Cloud time (ms) at the last connect, as passed to ``on_online``.
+        self.online_time_ms: int | None = None
         self._link: MqttLink | None = None
         self._on_online: OnlineCallback | None = None
         self._on_offline: OfflineCallback | None = None
-        self._on_control: ControlCallback | None = None
-        self._on_action: ActionCallback | None = None
-        self._sync_on_connect = True
-        self._timeout = 5.0
-        self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._tokens = itertools.count(secrets.randbelow(1 << 20))
-        self._inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        self._rpc = Requests()
+        self._dm = DataModel(self._rpc.publish)
         self._time_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
-        self.ota: OtaAgent | None = None
-        self.online_time_ms: int | None = None
+
+    @property
+    def model(self) -> ThingModel | None:
+        return self._dm.model
 
     # -- iv_sys ---------------------------------------------------------------------------
 
@@ -92,6 +91,8 @@ class IvDevice:
         host: str = "127.0.0.1",
         port: int = 1883,
         ws_url: str | None = None,
+        transport: Transport = "tcp",
+        ws_path: str = "/mqtt",
         keepalive: int = 240,
         on_online: OnlineCallback | None = None,
         on_offline: OfflineCallback | None = None,
@@ -102,19 +103,26 @@ class IvDevice:
         tls_context: ssl.SSLContext | None = None,
         wait_online: float | None = None,
     ) -> bool:
-        """Start connecting (and keep reconnecting). ``ws_url`` (``ws://host:port/mqtt``)
-        selects MQTT over WebSocket. ``on_online(cloud_time_ms)`` runs after each connect
-        once the session start-up (OTA version report, property sync) is done;
-        ``on_offline(status)`` gets 0 while reconnecting, 1 after :meth:`stop`.
-        With ``wait_online`` seconds, returns whether the first connect succeeded in time."""
+        """Start connecting and keep reconnecting (back-off ``reconnect_first`` doubling to
+        ``reconnect_cap`` s). ``transport="websockets"`` (path ``ws_path``) or a ``ws_url``
+        (``ws://host:port/mqtt``) selects MQTT over WebSocket; a ``tls_context``, TLS.
+        ``on_online(cloud_time_ms)`` runs after each connect, once session start-up (OTA
+        version report, property sync) is done; ``on_offline(status)`` gets 0 while
+        reconnecting, 1 after :meth:`stop`. With ``wait_online`` s, returns whether the first
+        connect succeeded in time (without, ``False`` at once)."""
         if self._link is not None:
             raise RuntimeError("sys_init was already called")
         self.info = info
         self._on_online, self._on_offline = on_online, on_offline
-        self._timeout = command_timeout
-        address = BrokerAddress.from_ws_url(ws_url) if ws_url else BrokerAddress(host, port)
         p, d = info.product_id, info.device_name
-        self._link = MqttLink(
+        self._rpc.prefix, self._rpc.timeout = p, command_timeout
+        self._dm.property_topic = f"$thing/up/property/{p}/{d}"
+        self._dm.action_topic = f"$thing/up/action/{p}/{d}"
+        if ws_url:
+            address = BrokerAddress.from_ws_url(ws_url)
+        else:
+            address = BrokerAddress(host, port, transport, ws_path, tls=tls_context is not None)
+        self._link = self._rpc.link = MqttLink(
             info,
             address,
             [(f"{prefix}/{p}/{d}", qos) for prefix, qos in _DOWN],
@@ -128,7 +136,7 @@ class IvDevice:
             reconnect_cap=reconnect_cap,
             tls_context=tls_context,
         )
-        self._worker = asyncio.create_task(self._work(), name=f"dm-{info.client_id}")
+        self._dm.start()
         self._link.start()
         if wait_online is None:
             return False
@@ -142,32 +150,31 @@ class IvDevice:
         return self._link is not None and await self._link.wait_connected(timeout_s)
 
     async def stop(self) -> None:
-        """Disconnect, stop reconnecting, cancel background work (``iv_sys_exit``)."""
+        """Disconnect cleanly, stop reconnecting, cancel background work (``iv_sys_exit``)."""
         if self.ota is not None:
             await self.ota.close()
         if self._link is not None:
             await self._link.stop()
-        tasks = [t for t in (self._worker, *self._background) if t is not None]
-        self._worker = None
+        await self._dm.stop()
+        tasks = list(self._background)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for fut in self._waiters.values():
-            fut.cancel()
-        self._waiters.clear()
+        self._rpc.cancel_all()
 
     async def get_time(self, timeout_s: float | None = None) -> int | None:
-        """Cloud time in ms via ``$sys/operation`` (``iv_sys_get_time``), corrected for half
-        the round trip as the C SDK does; ``None`` if the cloud did not answer."""
+        """Cloud time in ms via ``$sys/operation`` (``iv_sys_get_time``), corrected by half
+        the round trip as the C SDK does; ``None`` if the cloud did not answer. Serialised:
+        the reply carries no token to tell two concurrent answers apart."""
         info = self._need_info()
         async with self._time_lock:
             t_send = time.time_ns() // 1_000_000
-            doc = await self._request(
+            doc = await self._rpc.request(
                 f"$sys/operation/{info.product_id}/{info.device_name}",
                 {"type": "get", "resource": ["time"]},
-                "$sys:time",
+                _TIME_KEY,
                 timeout_s,
             )
         t_recv = time.time_ns() // 1_000_000
@@ -192,10 +199,13 @@ class IvDevice:
         """Register the thing model and the writable-property / action callbacks.
         ``on_control(params) -> code`` gets only validated ``rw`` params; ``on_action(id,
         params) -> (code, response)``. With ``sync_on_connect`` every (re)connect runs
-        :meth:`property_sync`, so controls queued while offline are not missed."""
-        self.model = model
-        self._on_control, self._on_action = on_control, on_action
-        self._sync_on_connect = sync_on_connect
+        :meth:`property_sync`, so controls queued while offline are not missed (called while
+        already online, it syncs once at once for the same reason)."""
+        self._dm.model = model
+        self._dm.on_control, self._dm.on_action = on_control, on_action
+        self._dm.sync_on_connect = sync_on_connect
+        if sync_on_connect and on_control is not None and self.online:
+            self._spawn(self.property_sync())
 
     async def property_report(
         self,
@@ -208,19 +218,22 @@ class IvDevice:
         doc: dict[str, Any] = {"method": "report", "params": params}
         if timestamp_ms is not None:
             doc["timestamp"] = timestamp_ms
-        return self._code(await self._thing("property", doc, timeout_s))
+        return reply_code(await self._thing("property", doc, timeout_s))
 
     async def property_sync(self, timeout_s: float | None = None) -> dict[str, Any] | None:
         """``get_status``: apply ``data.control`` through the control callback, then
-        ``clear_control`` (``iv_dm_property_sync``). Returns ``data`` or ``None`` on timeout."""
+        ``clear_control`` (``iv_dm_property_sync``). Returns ``data`` (``reported`` and
+        ``control``) or ``None`` on timeout/error."""
         reply = await self._thing("property", {"method": "get_status"}, timeout_s)
-        if reply is None or reply.get("code", OK) != OK:
+        if reply is None or reply_code(reply) != OK:
             return None
         data = reply.get("data")
         data = data if isinstance(data, dict) else {}
         control = data.get("control")
         if isinstance(control, dict) and control:
-            await self._apply_control(control)
+            await self._dm.apply_control(control)
+            # Cleared whatever the callback said, as the C SDK does: a control the device
+            # refuses would otherwise come back on every connect forever.
             await self._thing("property", {"method": "clear_control"}, timeout_s)
         return data
 
@@ -243,7 +256,7 @@ class IvDevice:
             "timestamp": ts,
             "params": params or {},
         }
-        return self._code(await self._thing("event", doc, timeout_s))
+        return reply_code(await self._thing("event", doc, timeout_s))
 
     async def report_info(
         self,
@@ -267,7 +280,7 @@ class IvDevice:
         extra = {"imei": imei, "mac": mac, "lat": lat, "lon": lon, "device_label": device_label}
         params.update({k: v for k, v in extra.items() if v is not None})
         doc = {"method": "report_info", "params": params}
-        return self._code(await self._thing("property", doc, timeout_s))
+        return reply_code(await self._thing("property", doc, timeout_s))
 
     # -- iv_ad ----------------------------------------------------------------------------
 
@@ -279,7 +292,7 @@ class IvDevice:
         for _ in range(max(1, attempts)):
             reply = await self._thing("service", doc, interval)
             if reply is not None:
-                return self._code(reply)
+                return reply_code(reply)
         return ERR_TIMEOUT
 
     # -- iv_ota ---------------------------------------------------------------------------
@@ -299,15 +312,13 @@ class IvDevice:
         self.ota = OtaAgent(
             info,
             version,
-            self._publish,
+            self._rpc.publish,
             on_install=on_install,
             on_update=on_update,
             download_dir=download_dir,
         )
         if self.online:  # otherwise the next session start reports it
-            task = asyncio.create_task(self.ota.report_version())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._spawn(self.ota.report_version())
         return self.ota
 
     async def ota_update_progress(
@@ -316,26 +327,42 @@ class IvDevice:
         """Report OTA progress by hand (``iv_ota_update_progress``)."""
         if self.ota is None:
             raise NotInitialised("ota_init first")
-        return await self.ota.report_progress(
-            self.ota.target_version or self.ota.version, state, percent, result_code, result_msg
-        )
+        version = self.ota.target_version or self.ota.version
+        return await self.ota.report_progress(version, state, percent, result_code, result_msg)
 
-    # -- internals: session start/end -----------------------------------------------------
+    # -- internals ------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _need_info(self) -> DeviceInfo:
+        if self.info is None or self._link is None:
+            raise NotInitialised("sys_init first")
+        return self.info
+
+    async def _thing(
+        self, channel: str, doc: dict[str, Any], timeout_s: float | None
+    ) -> dict[str, Any] | None:
+        info = self._need_info()
+        topic = f"$thing/up/{channel}/{info.product_id}/{info.device_name}"
+        return await self._rpc.thing(topic, doc, timeout_s)
 
     async def _session_start(self) -> None:
+        """Spec §3.6 order: time, version, get_status (+ clear_control), then the app's
+        ``on_online`` — which typically sends the bind token, report_info and a full report."""
         cloud_ms = await self.get_time()
         self.online_time_ms = cloud_ms if cloud_ms is not None else time.time_ns() // 1_000_000
         if self.ota is not None:
             await self.ota.report_version()
-        if self._sync_on_connect and self._on_control is not None:
+        if self._dm.sync_on_connect and self._dm.on_control is not None:
             await self.property_sync()
         if self._on_online is not None:
             await maybe_await(self._on_online(self.online_time_ms))
 
     async def _session_end(self, final: bool) -> None:
-        for fut in self._waiters.values():
-            if not fut.done():
-                fut.cancel()
+        self._rpc.cancel_all()
         if self._on_offline is not None:
             status = OFFLINE_GIVE_UP if final else OFFLINE_RECONNECTING
             try:
@@ -343,65 +370,8 @@ class IvDevice:
             except Exception:
                 log.exception("device_offline_callback_failed")
 
-    # -- internals: request/reply ---------------------------------------------------------
-
-    def _need_info(self) -> DeviceInfo:
-        if self.info is None or self._link is None:
-            raise NotInitialised("sys_init first")
-        return self.info
-
-    def _token(self) -> str:
-        return f"{self._need_info().product_id}-{next(self._tokens)}"
-
-    async def _publish(self, topic: str, doc: dict[str, Any], qos: int = 0) -> bool:
-        link = self._link
-        if link is None or not await link.wait_connected(self._timeout):
-            return False
-        payload = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
-        return await link.publish(topic, payload, qos)
-
-    async def _thing(
-        self, channel: str, doc: dict[str, Any], timeout_s: float | None
-    ) -> dict[str, Any] | None:
-        info = self._need_info()
-        token = self._token()
-        topic = f"$thing/up/{channel}/{info.product_id}/{info.device_name}"
-        return await self._request(topic, {**doc, "clientToken": token}, token, timeout_s)
-
-    async def _request(
-        self, topic: str, doc: dict[str, Any], key: str, timeout_s: float | None
-    ) -> dict[str, Any] | None:
-        wait = self._timeout if timeout_s is None else timeout_s
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters[key] = fut
-        try:
-            if not await self._publish(topic, doc):
-                return None
-            return await asyncio.wait_for(asyncio.shield(fut), wait)
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            if isinstance(exc, asyncio.CancelledError) and not fut.cancelled():
-                raise  # our caller was cancelled, not the reply future
-            return None
-        finally:
-            self._waiters.pop(key, None)
-
-    @staticmethod
-    def _code(reply: dict[str, Any] | None) -> int:
-        if reply is None:
-            return ERR_TIMEOUT
-        code = reply.get("code", OK)
-        if isinstance(code, str) and code.lstrip("-").isdigit():
-            return int(code)
-        return code if isinstance(code, int) and not isinstance(code, bool) else ERR_FAIL
-
-    def _resolve(self, key: str, doc: dict[str, Any]) -> None:
-        fut = self._waiters.get(key)
-        if fut is not None and not fut.done():
-            fut.set_result(doc)
-
-    # -- internals: inbound ---------------------------------------------------------------
-
     def _on_message(self, topic: str, payload: bytes) -> None:
+        """Route one incoming message (runs in the reader: must not block)."""
         try:
             doc = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -412,81 +382,18 @@ class IvDevice:
         if topic.startswith("$thing/down/"):
             method = doc.get("method")
             if method in ("control", "action"):
-                self._inbox.put_nowait(doc)
+                self._dm.submit(doc)
             elif isinstance(method, str) and method.endswith("_reply"):
-                self._resolve(str(doc.get("clientToken", "")), doc)
+                self._rpc.resolve(str(doc.get("clientToken", "")), doc)
             else:
                 log.info("device_unhandled_method", topic=topic, method=method)
-        elif topic.startswith("$ota/update/"):
-            if doc.get("type") == "update_firmware" and self.ota is not None:
+        elif topic.startswith("$ota/update/") and self.ota is not None:
+            if doc.get("type") == "update_firmware":
                 self.ota.on_update_message(doc)
-            elif doc.get("type") == "report_version_rsp" and self.ota is not None:
+            elif doc.get("type") == "report_version_rsp":
                 self.ota.on_version_reply(doc)
         elif topic.startswith("$sys/operation/result/"):
-            self._resolve("$sys:time", doc)
-
-    async def _work(self) -> None:
-        while True:
-            doc = await self._inbox.get()
-            try:
-                if doc.get("method") == "control":
-                    await self._handle_control(doc)
-                else:
-                    await self._handle_action(doc)
-            except Exception:
-                log.exception("device_callback_failed", method=doc.get("method"))
-
-    async def _apply_control(self, params: dict[str, Any]) -> int:
-        if self._on_control is None:
-            return ERR_FAIL
-        if self.model is not None:
-            try:
-                params = self.model.validate_control(params)
-            except ValidationFailed as exc:
-                log.info("device_control_invalid", error=str(exc))
-                return ERR_FAIL
-        try:
-            return int(await maybe_await(self._on_control(params)))
-        except Exception:
-            log.exception("device_control_callback_failed")
-            return ERR_FAIL
-
-    async def _handle_control(self, doc: dict[str, Any]) -> None:
-        params = doc.get("params")
-        code = await self._apply_control(params if isinstance(params, dict) else {})
-        info = self._need_info()
-        reply = {
-            "method": "control_reply",
-            "clientToken": doc.get("clientToken", ""),
-            "code": code,
-            "status": "success" if code == OK else "fail",
-        }
-        await self._publish(f"$thing/up/property/{info.product_id}/{info.device_name}", reply)
-
-    async def _handle_action(self, doc: dict[str, Any]) -> None:
-        action_id = str(doc.get("actionId", ""))
-        params = doc.get("params")
-        params = params if isinstance(params, dict) else {}
-        code: int = ERR_FAIL
-        response: dict[str, Any] = {}
-        try:
-            if self.model is not None:
-                params = self.model.validate_action_input(action_id, params)
-            if self._on_action is not None:
-                code, response = await maybe_await(self._on_action(action_id, params))
-        except ValidationFailed as exc:
-            log.info("device_action_invalid", action=action_id, error=str(exc))
-        except Exception:
-            log.exception("device_action_callback_failed", action=action_id)
-        info = self._need_info()
-        reply = {
-            "method": "action_reply",
-            "clientToken": doc.get("clientToken", ""),
-            "code": code,
-            "status": "success" if code == OK else "fail",
-            "response": response,
-        }
-        await self._publish(f"$thing/up/action/{info.product_id}/{info.device_name}", reply)
+            self._rpc.resolve(_TIME_KEY, doc)
 
 
 __all__ = [

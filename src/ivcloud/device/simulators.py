@@ -191,10 +191,12 @@ class LockVideoSimulator(LockImageSimulator):
             try:
                 await asyncio.wait_for(self._awake.wait(), self.sleep_after_s)
             except TimeoutError:
-                if self.awake and self.device.online:
-                    await self.report(wakeup_state=0)
-                else:
-                    await self._awake.wait()
+                if self.awake:
+                    if self.device.online:
+                        await self.report(wakeup_state=0)
+                    else:  # reported with the full state on the next connect
+                        self.state["wakeup_state"] = 0
+                await self._awake.wait()
 
 
 SIMULATORS: dict[SimulatorKind, type[Simulator]] = {

@@ -5,6 +5,7 @@ without importing the connection machinery (and without import cycles)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import random
 from collections.abc import Awaitable, Callable
@@ -92,6 +93,16 @@ def backoff_delay(
     base = min(cap, first * 2.0 ** min(attempt, 32))
     jitter = (rng or _RNG).uniform(1.0, 1.25)
     return min(cap, base * jitter)
+
+
+def reraise_lost_cancel() -> None:
+    """Re-raise a cancellation that Python 3.11's ``asyncio.wait_for`` dropped because the
+    awaited result arrived in the same loop iteration (CPython gh-86296, fixed in 3.12).
+    Without this, ``IvDevice.stop()`` could wait out a whole command timeout: aiomqtt's
+    publish completes exactly when the link's reader is being torn down."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def maybe_await(value: Awaitable[T] | T) -> T:
