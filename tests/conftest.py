@@ -16,9 +16,7 @@ import pytest
 from ivcloud.app import Ivcloud
 from ivcloud.config import Settings
 
-PG_URL = os.environ.get(
-    "IVCLOUD_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("IVCLOUD_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 
@@ -41,3 +45,24 @@ async def provision_custom(
     resp = await admin.post(f"/products/{pid}/devices", json={"DeviceName": device_name})
     assert resp.status_code == 201, resp.text
     return Provisioned(pid, device_name, resp.json()["DeviceSecret"])
+
+
+T = TypeVar("T")
+
+
+async def poll(
+    fetch: Callable[[], Awaitable[T]],
+    until: Callable[[T], bool],
+    *,
+    deadline_s: float = 10.0,
+    interval_s: float = 0.05,
+) -> T:
+    """Call ``await fetch()`` until ``until(result)``; fail with the last result on timeout."""
+    end = time.monotonic() + deadline_s
+    while True:
+        last = await fetch()
+        if until(last):
+            return last
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {deadline_s}s; last: {last!r}")
+        await asyncio.sleep(interval_s)

@@ -149,7 +149,7 @@ class Ivcloud:
         )
         self._http = uvicorn.Server(config)
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
-        while not self._http.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        while not self._http.started:
             if self._http_task.done():
                 await self._http_task  # surfaces the start-up error
             await asyncio.sleep(0.01)

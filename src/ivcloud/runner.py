@@ -48,16 +48,18 @@ def choose_port(host: str, preferred: int, what: str) -> int:
     return 0
 
 
-async def _wait_for_signal() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """Installed first thing, so an interrupt during start-up is a clean stop too."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 async def run_server(config: Path | None, **overrides: Any) -> None:
+    stop = _stop_on_signals()
     settings = load_settings(config, **overrides)
     configure(settings.log_level, settings.log_json)
     instance = Ivcloud(settings)
@@ -67,7 +69,7 @@ async def run_server(config: Path | None, **overrides: Any) -> None:
         f"{endpoints.mqtt_port}  (admin token in {settings.admin_token_file})"
     )
     try:
-        await _wait_for_signal()
+        await stop.wait()
     finally:
         await instance.stop()
 
@@ -129,6 +131,7 @@ def _banner(instance: Ivcloud, devices: list[dict[str, str]]) -> None:
 async def run_demo(data_dir: Path, *, http_port: int = 8080, mqtt_port: int = 1883) -> None:
     from ivcloud.device.simulators import run_simulator
 
+    stop = _stop_on_signals()
     host = "127.0.0.1"
     settings = load_settings(
         None,
@@ -141,7 +144,7 @@ async def run_demo(data_dir: Path, *, http_port: int = 8080, mqtt_port: int = 18
     configure("warning", settings.log_json)
     instance = Ivcloud(settings)
     endpoints = await instance.start()
-    stop = asyncio.Event()
+    sims_stop = asyncio.Event()
     sims: list[asyncio.Task[None]] = []
     try:
         try:
@@ -161,14 +164,14 @@ async def run_demo(data_dir: Path, *, http_port: int = 8080, mqtt_port: int = 18
                         device_name=d["device_name"],
                         secret=d["secret"],
                         qr=qr,
-                        stop=stop,
+                        stop=sims_stop,
                     )
                 )
             )
         _banner(instance, devices)
-        await _wait_for_signal()
+        await stop.wait()
     finally:
-        stop.set()
+        sims_stop.set()
         for task in sims:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)

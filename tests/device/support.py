@@ -3,9 +3,7 @@ and wait on HTTP state with a deadline (never a bare sleep)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -13,7 +11,10 @@ import httpx
 
 from ivcloud.app import Ivcloud
 from ivcloud.device import DeviceInfo, IvDevice, Simulator
-from tests.helpers import Provisioned
+from tests.helpers import (
+    Provisioned,
+    poll,
+)
 
 S = TypeVar("S", bound=Simulator)
 
@@ -58,27 +59,6 @@ async def simulator(
         yield sim
     finally:
         await sim.stop()
-
-
-T = TypeVar("T")
-
-
-async def poll(
-    fetch: Callable[[], Awaitable[T]],
-    until: Callable[[T], bool],
-    *,
-    deadline_s: float = 10.0,
-    interval_s: float = 0.05,
-) -> T:
-    """Call ``await fetch()`` until ``until(result)``; fail with the last result on timeout."""
-    end = time.monotonic() + deadline_s
-    while True:
-        last = await fetch()
-        if until(last):
-            return last
-        if time.monotonic() > end:
-            raise AssertionError(f"condition not met within {deadline_s}s; last: {last!r}")
-        await asyncio.sleep(interval_s)
 
 
 async def device_doc(admin: httpx.AsyncClient, dev: Provisioned) -> dict[str, Any]:

@@ -167,7 +167,7 @@ async def test_device_cannot_touch_another_devices_topics(
         await attacker.publish(
             f"$thing/up/property/{victim.product_id}/{victim.device_name}",
             {"method": "report", "clientToken": "x", "params": {"battery_percentage": 1}},
-            qos=1,
+            qos=0,
         )
         # The attacker's own session keeps working (and orders after the drop).
         reply = await attacker.request("property", {"method": "get_status", "clientToken": "own"})

@@ -4,7 +4,6 @@ device's report_version / update_firmware / report_progress, signed Range downlo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest

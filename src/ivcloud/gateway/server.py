@@ -12,16 +12,17 @@ session's subscriptions, so its cost does not depend on how many devices are con
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import structlog
 
 from ivcloud.gateway.contracts import DeviceHandler
-from ivcloud.gateway.session import Session
+from ivcloud.gateway.session import Link, Session
 from ivcloud.protocol.mqtt.reader import PacketReader
 
 if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
+    from websockets.asyncio.server import Server as WsServer
 
 __all__ = ["MqttGateway"]
 
@@ -39,7 +40,8 @@ class _TcpLink(asyncio.Protocol):
         self.session: Session | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # Not an isinstance check: uvloop's transports do not subclass asyncio.Transport.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         transport.set_write_buffer_limits(high=self._gw.write_buffer_limit)
         self.session = self._gw.open_session(self, _peer(transport), "tcp")
@@ -126,10 +128,8 @@ class MqttGateway:
         self._all: set[Session] = set()  # every open connection, online or not
         self._offline: dict[str, asyncio.Task[None]] = {}  # pending on_offline by ClientId
         self._offline_tasks: set[asyncio.Task[None]] = set()
-        self._all_closed = asyncio.Event()
-        self._all_closed.set()
         self._server: asyncio.Server | None = None
-        self._ws_server: Any = None
+        self._ws_server: WsServer | None = None
         self._port = 0
         self._ws_port: int | None = None
 
@@ -157,15 +157,10 @@ class MqttGateway:
             self._server.close()
         if self._ws_server is not None:
             self._ws_server.close(close_connections=False)
-        for session in list(self._all):
+        sessions = list(self._all)
+        for session in sessions:
             session.close("server stopping")
-        if self._all:
-            try:
-                await asyncio.wait_for(self._all_closed.wait(), _STOP_GRACE)
-            except TimeoutError:
-                for session in list(self._all):
-                    session.link.abort()
-                await asyncio.wait_for(self._all_closed.wait(), _STOP_GRACE)
+        await asyncio.gather(*(session.wait_lost(_STOP_GRACE) for session in sessions))
         while self._offline_tasks:
             await asyncio.gather(*self._offline_tasks, return_exceptions=True)
         if self._server is not None:
@@ -210,15 +205,26 @@ class MqttGateway:
             return False
         return session.deliver(topic, payload, qos)
 
+    async def disconnect(self, client_id: str, reason: str = "disconnected by server") -> bool:
+        """Close a device's connection (deleted device, reset secret) and wait until its
+        ``on_offline`` has run; ``False`` if it was not connected."""
+        session = self._sessions.get(client_id)
+        if session is None:
+            return False
+        session.log.info("gateway.kick", reason=reason)
+        session.close(reason)
+        await session.wait_lost(_STOP_GRACE)
+        await self.offline_done(client_id)
+        return True
+
     # -- called by sessions ----------------------------------------------------------------
 
     def new_reader(self) -> PacketReader:
         return PacketReader(self.max_packet_size)
 
-    def open_session(self, link: Any, peer: str, transport: str) -> Session:
+    def open_session(self, link: Link, peer: str, transport: str) -> Session:
         session = Session(self, link, peer, self.log.bind(peer=peer, transport=transport))
         self._all.add(session)
-        self._all_closed.clear()
         return session
 
     def register(self, session: Session) -> None:
@@ -240,8 +246,6 @@ class MqttGateway:
 
     def session_lost(self, session: Session) -> None:
         self._all.discard(session)
-        if not self._all:
-            self._all_closed.set()
         identity = session.identity
         if identity is None or self._sessions.get(session.client_id) is not session:
             return  # never online, or replaced

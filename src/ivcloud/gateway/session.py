@@ -17,14 +17,9 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ivcloud.gateway.contracts import ConnectRefused, DeviceIdentity
+from ivcloud.gateway.outbound import Outbound
 from ivcloud.protocol.errors import MalformedPacket, UnsupportedProtocolLevel
-from ivcloud.protocol.mqtt.encode import (
-    PINGRESP_BYTES,
-    encode_connack,
-    encode_publish,
-    encode_remaining_length,
-)
-from ivcloud.protocol.mqtt.names import topic_matches
+from ivcloud.protocol.mqtt.encode import PINGRESP_BYTES, encode_connack, encode_remaining_length
 from ivcloud.protocol.mqtt.packets import (
     CONNACK_BAD_PROTOCOL,
     CONNACK_IDENTIFIER_REJECTED,
@@ -66,25 +61,22 @@ class Session:
     __slots__ = (
         "_acl",
         "_closing",
-        "_exact",
         "_gw",
         "_identity",
-        "_inflight",
         "_keepalive",
         "_last_rx",
         "_loop",
-        "_next_pid",
-        "_outq",
+        "_lost",
         "_paused",
         "_pending",
         "_task",
         "_timer",
-        "_wild",
         "client_id",
         "close_reason",
         "congested",
         "link",
         "log",
+        "out",
         "peer",
         "reader",
         "replaced",
@@ -113,12 +105,9 @@ class Session:
         self._timer: asyncio.TimerHandle | None = self._loop.call_later(
             gateway.connect_timeout, self._connect_timeout
         )
-        self._exact: dict[str, int] = {}
-        self._wild: dict[str, int] = {}
         self._acl: dict[str, bool] = {}
-        self._inflight: set[int] = set()
-        self._outq: deque[tuple[str, bytes]] = deque()
-        self._next_pid = 0
+        self.out = Outbound(link.write, gateway.inflight_window, gateway.max_queued)
+        self._lost: asyncio.Future[None] = self._loop.create_future()
 
     @property
     def identity(self) -> DeviceIdentity | None:
@@ -131,6 +120,15 @@ class Session:
     @property
     def busy_task(self) -> asyncio.Task[None] | None:
         return self._task
+
+    async def wait_lost(self, grace: float) -> None:
+        """Wait until the transport is gone; abort it if flushing takes longer than
+        ``grace`` (a peer that stopped reading must not hold a shutdown hostage)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._lost), grace)
+        except TimeoutError:
+            self.link.abort()
+            await self._lost
 
     # -- input ---------------------------------------------------------------------------
 
@@ -179,7 +177,7 @@ class Session:
         elif isinstance(packet, Pingreq):
             self.link.write(PINGRESP_BYTES)
         elif isinstance(packet, Puback):
-            self._on_puback(packet.packet_id)
+            self.out.acked(packet.packet_id)
         elif isinstance(packet, Subscribe):
             self._on_subscribe(packet)
         elif isinstance(packet, Unsubscribe):
@@ -307,10 +305,7 @@ class Session:
         for topic_filter, qos in packet.topics:
             if may_subscribe(identity.product_id, identity.device_name, topic_filter):
                 granted = 1 if qos else 0
-                if "+" in topic_filter or "#" in topic_filter:
-                    self._wild[topic_filter] = granted
-                else:
-                    self._exact[topic_filter] = granted
+                self.out.subscribe(topic_filter, granted)
                 codes.append(granted)
             else:
                 self.log.warning("gateway.subscribe_denied", topic_filter=topic_filter, qos=qos)
@@ -320,54 +315,18 @@ class Session:
 
     def _on_unsubscribe(self, packet: Unsubscribe) -> None:
         for topic_filter in packet.topics:
-            self._exact.pop(topic_filter, None)
-            self._wild.pop(topic_filter, None)
+            self.out.unsubscribe(topic_filter)
         self.link.write(b"\xb0\x02" + packet.packet_id.to_bytes(2, "big"))
 
     # -- delivery (cloud → device) ---------------------------------------------------------
 
     def deliver(self, topic: str, payload: bytes, qos: int) -> bool:
-        """Write a PUBLISH if the device subscribed to ``topic``; O(1) for exact filters."""
-        granted = self._exact.get(topic)
-        if granted is None:
-            if not self._wild:
-                return False
-            granted = -1
-            for topic_filter, g in self._wild.items():
-                if g > granted and topic_matches(topic_filter, topic):
-                    granted = g
-            if granted < 0:
-                return False
-        if self._closing or self.congested:
+        """Write a PUBLISH if the device subscribed to ``topic``, at min(qos, granted)."""
+        out = self.out
+        granted = out.granted(topic)
+        if granted < 0 or self._closing or self.congested:
             return False
-        if qos == 0 or granted == 0:
-            self.link.write(encode_publish(topic, payload))
-            return True
-        if len(self._inflight) >= self._gw.inflight_window:
-            if len(self._outq) >= self._gw.max_queued:
-                return False
-            self._outq.append((topic, payload))
-            return True
-        self._send_qos1(topic, payload)
-        return True
-
-    def _send_qos1(self, topic: str, payload: bytes) -> None:
-        pid = self._next_pid
-        inflight = self._inflight
-        while True:
-            pid = pid % 0xFFFF + 1
-            if pid not in inflight:
-                break
-        self._next_pid = pid
-        inflight.add(pid)
-        self.link.write(encode_publish(topic, payload, 1, pid))
-
-    def _on_puback(self, packet_id: int) -> None:
-        self._inflight.discard(packet_id)
-        outq = self._outq
-        while outq and len(self._inflight) < self._gw.inflight_window:
-            topic, payload = outq.popleft()
-            self._send_qos1(topic, payload)
+        return out.send(topic, payload, qos if qos < granted else granted)
 
     # -- flow control, timers, closing -----------------------------------------------------
 
@@ -399,8 +358,9 @@ class Session:
             return
         limit = self._keepalive
         idle = self._loop.time() - self._last_rx
-        # A paused or busy session is not reading: its silence is ours, not the device's.
-        if idle >= limit and self._task is None and not self._paused:
+        # While a handler runs, reading is (or may be) paused on our side, so silence is ours,
+        # not the device's.  A device that stopped reading (congested) gets no such grace.
+        if idle >= limit and self._task is None:
             self.log.info("gateway.keepalive_expired", idle=round(idle, 3))
             self.close("keepalive timeout")
             return
@@ -420,7 +380,7 @@ class Session:
         self.close_reason = reason
         self._cancel_timer()
         self._pending.clear()
-        self._outq.clear()
+        self.out.clear()
         self.link.close()
 
     def connection_lost(self) -> None:
@@ -430,4 +390,6 @@ class Session:
             self.close_reason = "connection lost"
         self._cancel_timer()
         self._pending.clear()
+        if not self._lost.done():
+            self._lost.set_result(None)
         self._gw.session_lost(self)
