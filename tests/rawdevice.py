@@ -11,7 +11,9 @@ from typing import Any
 
 import aiomqtt
 
+from ivcloud.app import Ivcloud
 from ivcloud.protocol.credentials import make_username, sign_password
+from tests.helpers import Provisioned
 
 DOWN_TOPICS = (
     "$thing/down/property/{p}/{d}",
@@ -93,3 +95,10 @@ class RawDevice:
     ) -> dict[str, Any]:
         await self.up(channel, doc)
         return await self.down(channel, timeout)
+
+
+def device_for(server: Ivcloud, p: Provisioned, secret: str | None = None) -> RawDevice:
+    """A RawDevice for a provisioned device of a running server."""
+    assert server.endpoints is not None
+    ep = server.endpoints
+    return RawDevice(ep.mqtt_host, ep.mqtt_port, p.product_id, p.device_name, secret or p.secret)

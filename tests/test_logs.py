@@ -14,7 +14,7 @@ from ivcloud.app import Ivcloud
 from ivcloud.logs import _mask_secrets
 from ivcloud.protocol.credentials import make_username, sign_password
 from tests.helpers import provision
-from tests.rawdevice import RawDevice
+from tests.rawdevice import RawDevice, device_for
 
 
 def test_mask_secrets_processor() -> None:
@@ -43,9 +43,7 @@ async def test_device_session_logs_carry_no_secret(
     username = make_username(p.product_id, p.device_name, now=int(time.time()), connid="x1y2z")
     password = sign_password(p.secret, username)
     with capture_logs() as logs:
-        async with RawDevice(
-            ep.mqtt_host, ep.mqtt_port, p.product_id, p.device_name, p.secret
-        ) as dev:
+        async with device_for(server, p) as dev:
             await dev.request(
                 "property", {"method": "report", "clientToken": "a", "params": {"volume": 9}}
             )

@@ -14,7 +14,7 @@ from ivcloud.app import Ivcloud
 from tests.conftest import make_settings
 from tests.helpers import provision_custom
 from tests.models import SENSOR_MODEL
-from tests.rawdevice import RawDevice
+from tests.rawdevice import device_for
 
 
 @pytest.fixture
@@ -38,9 +38,7 @@ async def test_device_journey_on_postgresql(pg_server: Ivcloud) -> None:
         base = f"/products/{p.product_id}/devices/{p.device_name}"
         queued = await admin.post(base + "/control", json={"Params": {"brightness": 70}})
         assert queued.json()["Delivered"] is False
-        async with RawDevice(
-            ep.mqtt_host, ep.mqtt_port, p.product_id, p.device_name, p.secret
-        ) as dev:
+        async with device_for(pg_server, p) as dev:
             status = await dev.request("property", {"method": "get_status", "clientToken": "s"})
             assert status["data"] == {"control": {"brightness": 70}}
             for i in range(3):

@@ -4,7 +4,9 @@ with real credentials (spec §1.2/§1.3): each rule is attacked, not just exerci
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -14,34 +16,59 @@ from ivcloud.protocol.credentials import make_username, sign_password
 from ivcloud.protocol.mqtt import (
     Connack,
     Connect,
+    Packet,
     PacketReader,
+    Puback,
     Publish,
     Suback,
     Subscribe,
     encode,
 )
 from tests.helpers import Provisioned, provision
-from tests.rawdevice import RawDevice
+from tests.rawdevice import device_for
 
 
-async def raw_connect(server: Ivcloud, connect: Connect) -> int:
-    """Send one CONNECT; return the CONNACK return code."""
+class RawSocket:
+    """A bare TCP connection speaking MQTT through the sans-IO codec."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._parser = PacketReader(max_packet_size=4096)
+        self.received: list[Packet] = []
+
+    async def send(self, *packets: Packet) -> None:
+        for packet in packets:
+            self._writer.write(encode(packet))
+        await self._writer.drain()
+
+    async def until(self, done: Callable[[list[Packet]], bool]) -> list[Packet]:
+        while not done(self.received):
+            chunk = await asyncio.wait_for(self._reader.read(4096), 5)
+            assert chunk, f"connection closed; received {self.received}"
+            self.received.extend(self._parser.feed(chunk))
+        return self.received
+
+
+@contextlib.asynccontextmanager
+async def raw_socket(server: Ivcloud) -> AsyncIterator[RawSocket]:
     assert server.endpoints is not None
     reader, writer = await asyncio.open_connection(
         server.endpoints.mqtt_host, server.endpoints.mqtt_port
     )
     try:
-        writer.write(encode(connect))
-        await writer.drain()
-        parser = PacketReader(max_packet_size=1024)
-        while True:
-            chunk = await asyncio.wait_for(reader.read(1024), 5)
-            assert chunk, "connection closed without CONNACK"
-            for packet in parser.feed(chunk):
-                assert isinstance(packet, Connack)
-                return packet.return_code
+        yield RawSocket(reader, writer)
     finally:
         writer.close()
+
+
+async def raw_connect(server: Ivcloud, connect: Connect) -> int:
+    """Send one CONNECT; return the CONNACK return code."""
+    async with raw_socket(server) as sock:
+        await sock.send(connect)
+        [connack] = await sock.until(bool)
+        assert isinstance(connack, Connack)
+        return connack.return_code
 
 
 def credentials(
@@ -158,11 +185,7 @@ async def test_device_cannot_touch_another_devices_topics(
 ) -> None:
     resp = await admin.post(f"/products/{lock.product_id}/devices", json={"DeviceName": "victim"})
     victim = Provisioned(lock.product_id, "victim", resp.json()["DeviceSecret"])
-    assert server.endpoints is not None
-    ep = server.endpoints
-    async with RawDevice(
-        ep.mqtt_host, ep.mqtt_port, lock.product_id, lock.device_name, lock.secret
-    ) as attacker:
+    async with device_for(server, lock) as attacker:
         # Publish a report on the victim's topic: dropped, nothing stored for the victim.
         await attacker.publish(
             f"$thing/up/property/{victim.product_id}/{victim.device_name}",
@@ -191,34 +214,20 @@ async def test_device_cannot_touch_another_devices_topics(
 async def test_subscribing_to_others_topics_is_refused(
     server: Ivcloud, lock: Provisioned, topic_filter: str
 ) -> None:
-    assert server.endpoints is not None
-    reader, writer = await asyncio.open_connection(
-        server.endpoints.mqtt_host, server.endpoints.mqtt_port
-    )
-    parser = PacketReader(max_packet_size=4096)
-    try:
-        writer.write(encode(credentials(lock)))
-        writer.write(
-            encode(
-                Subscribe(
-                    packet_id=7,
-                    topics=(
-                        (topic_filter.format(p=lock.product_id), 1),
-                        (f"$thing/down/property/{lock.product_id}/{lock.device_name}", 1),
-                    ),
-                )
-            )
+    async with raw_socket(server) as sock:
+        await sock.send(
+            credentials(lock),
+            Subscribe(
+                packet_id=7,
+                topics=(
+                    (topic_filter.format(p=lock.product_id), 1),
+                    (f"$thing/down/property/{lock.product_id}/{lock.device_name}", 1),
+                ),
+            ),
         )
-        await writer.drain()
-        got: list[object] = []
-        while not any(isinstance(p, Suback) for p in got):
-            chunk = await asyncio.wait_for(reader.read(4096), 5)
-            assert chunk
-            got.extend(parser.feed(chunk))
-        suback = next(p for p in got if isinstance(p, Suback))
-        assert suback.return_codes == (0x80, 1)
-    finally:
-        writer.close()
+        got = await sock.until(lambda got: any(isinstance(p, Suback) for p in got))
+    suback = next(p for p in got if isinstance(p, Suback))
+    assert suback.return_codes == (0x80, 1)
 
 
 async def test_presence_online_and_offline(
@@ -227,11 +236,7 @@ async def test_presence_online_and_offline(
     url = f"/products/{lock.product_id}/devices/{lock.device_name}"
     assert (await admin.get(url)).json()["Online"] == 0
     sub = server.bus.subscribe("device.online")
-    assert server.endpoints is not None
-    ep = server.endpoints
-    async with RawDevice(
-        ep.mqtt_host, ep.mqtt_port, lock.product_id, lock.device_name, lock.secret
-    ):
+    async with device_for(server, lock):
         event = await asyncio.wait_for(sub.get(), 5)
         assert getattr(event, "online", None) is True
         body = (await admin.get(url)).json()
@@ -245,38 +250,12 @@ async def test_presence_online_and_offline(
 async def test_device_publish_to_foreign_topic_with_qos1_gets_no_puback(
     server: Ivcloud, lock: Provisioned
 ) -> None:
-    assert server.endpoints is not None
-    reader, writer = await asyncio.open_connection(
-        server.endpoints.mqtt_host, server.endpoints.mqtt_port
-    )
-    parser = PacketReader(max_packet_size=4096)
-    try:
-        writer.write(encode(credentials(lock)))
-        writer.write(
-            encode(
-                Publish(topic="$thing/up/property/OTHERPRODU/x", payload=b"{}", qos=1, packet_id=5)
-            )
+    own = f"$thing/up/property/{lock.product_id}/{lock.device_name}"
+    async with raw_socket(server) as sock:
+        await sock.send(
+            credentials(lock),
+            Publish(topic="$thing/up/property/OTHERPRODU/x", payload=b"{}", qos=1, packet_id=5),
+            Publish(topic=own, payload=b"{}", qos=1, packet_id=6),
         )
-        writer.write(
-            encode(
-                Publish(
-                    topic=f"$thing/up/property/{lock.product_id}/{lock.device_name}",
-                    payload=b"{}",
-                    qos=1,
-                    packet_id=6,
-                )
-            )
-        )
-        await writer.drain()
-        acks: list[int] = []
-        while 6 not in acks:
-            chunk = await asyncio.wait_for(reader.read(4096), 5)
-            assert chunk
-            acks.extend(
-                getattr(p, "packet_id", -1)
-                for p in parser.feed(chunk)
-                if type(p).__name__ == "Puback"
-            )
-        assert acks == [6]
-    finally:
-        writer.close()
+        got = await sock.until(lambda got: any(isinstance(p, Puback) for p in got))
+    assert [p.packet_id for p in got if isinstance(p, Puback)] == [6]

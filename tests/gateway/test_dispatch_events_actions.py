@@ -11,7 +11,7 @@ import pytest
 from ivcloud.app import Ivcloud
 from tests.helpers import Provisioned, provision_custom
 from tests.models import SENSOR_MODEL
-from tests.rawdevice import RawDevice
+from tests.rawdevice import RawDevice, device_for
 
 
 @pytest.fixture
@@ -19,15 +19,9 @@ async def sensor(admin: httpx.AsyncClient) -> Provisioned:
     return await provision_custom(admin, SENSOR_MODEL, "sensor01")
 
 
-def connect(server: Ivcloud, p: Provisioned) -> RawDevice:
-    assert server.endpoints is not None
-    ep = server.endpoints
-    return RawDevice(ep.mqtt_host, ep.mqtt_port, p.product_id, p.device_name, p.secret)
-
-
 @pytest.fixture
 async def dev(server: Ivcloud, sensor: Provisioned) -> AsyncIterator[RawDevice]:
-    async with connect(server, sensor) as device:
+    async with device_for(server, sensor) as device:
         yield device
 
 
@@ -244,7 +238,7 @@ async def test_device_cannot_answer_another_devices_action(
         f"/products/{sensor.product_id}/devices", json={"DeviceName": "intruder"}
     )
     intruder = Provisioned(sensor.product_id, "intruder", resp.json()["DeviceSecret"])
-    async with connect(server, intruder) as other:
+    async with device_for(server, intruder) as other:
         url = f"/products/{sensor.product_id}/devices/{sensor.device_name}/actions/blink"
         call = asyncio.create_task(
             admin.post(url, json={"Params": {"times": 2}, "TimeoutSeconds": 2})

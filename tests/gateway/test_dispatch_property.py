@@ -9,7 +9,7 @@ import pytest
 
 from ivcloud.app import Ivcloud
 from tests.helpers import Provisioned, provision
-from tests.rawdevice import RawDevice
+from tests.rawdevice import RawDevice, device_for
 
 
 @pytest.fixture
@@ -19,11 +19,7 @@ async def lock(admin: httpx.AsyncClient) -> Provisioned:
 
 @pytest.fixture
 async def dev(server: Ivcloud, lock: Provisioned) -> AsyncIterator[RawDevice]:
-    assert server.endpoints is not None
-    ep = server.endpoints
-    async with RawDevice(
-        ep.mqtt_host, ep.mqtt_port, lock.product_id, lock.device_name, lock.secret
-    ) as device:
+    async with device_for(server, lock) as device:
         yield device
 
 
@@ -149,9 +145,7 @@ async def test_get_status_returns_reported_and_pending_control(
     assert resp.json()["Delivered"] is False
     ep = server.endpoints
     assert ep is not None
-    async with RawDevice(
-        ep.mqtt_host, ep.mqtt_port, lock.product_id, lock.device_name, lock.secret
-    ) as dev:
+    async with device_for(server, lock) as dev:
         empty = await dev.request("property", {"method": "get_status", "clientToken": "g0"})
         assert empty["data"] == {"control": {"volume": 2}}
         await dev.request(

@@ -10,7 +10,7 @@ import pytest
 
 from ivcloud.app import Ivcloud
 from tests.helpers import Provisioned, provision
-from tests.rawdevice import RawDevice
+from tests.rawdevice import RawDevice, device_for
 
 FIRMWARE = bytes(range(256)) * 40  # 10 KiB
 
@@ -18,12 +18,6 @@ FIRMWARE = bytes(range(256)) * 40  # 10 KiB
 @pytest.fixture
 async def cam(admin: httpx.AsyncClient) -> Provisioned:
     return await provision(admin, "camera", "camera", "cam01")
-
-
-def connect(server: Ivcloud, p: Provisioned, name: str | None = None) -> RawDevice:
-    assert server.endpoints is not None
-    ep = server.endpoints
-    return RawDevice(ep.mqtt_host, ep.mqtt_port, p.product_id, name or p.device_name, p.secret)
 
 
 async def upload(admin: httpx.AsyncClient, pid: str, version: str, data: bytes) -> httpx.Response:
@@ -47,7 +41,7 @@ async def test_upgrade_flow(server: Ivcloud, admin: httpx.AsyncClient, cam: Prov
     fw = resp.json()
     assert fw["FileSize"] == len(FIRMWARE)
     assert fw["Md5sum"] == hashlib.md5(FIRMWARE).hexdigest()  # noqa: S324
-    async with connect(server, cam) as dev:
+    async with device_for(server, cam) as dev:
         rsp = await report_version(dev, "1.0.0")
         assert rsp == {
             "result_code": 0,
@@ -118,7 +112,7 @@ async def test_failure_is_recorded_with_result_code(
     server: Ivcloud, admin: httpx.AsyncClient, cam: Provisioned
 ) -> None:
     await upload(admin, cam.product_id, "2.0", FIRMWARE)
-    async with connect(server, cam) as dev:
+    async with device_for(server, cam) as dev:
         await report_version(dev, "1.0")
         job = (
             await admin.post(f"/products/{cam.product_id}/ota-jobs", json={"Version": "2.0"})
@@ -224,7 +218,7 @@ async def test_job_errors(admin: httpx.AsyncClient, cam: Provisioned) -> None:
 async def test_malformed_ota_reports_change_nothing(
     server: Ivcloud, admin: httpx.AsyncClient, cam: Provisioned, payload: object
 ) -> None:
-    async with connect(server, cam) as dev:
+    async with device_for(server, cam) as dev:
         await dev.publish("$ota/report/{p}/{d}", payload)  # type: ignore[arg-type]
         rsp = await report_version(dev, "0.1")
         assert rsp["version"] == "0.1"
