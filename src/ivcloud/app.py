@@ -95,7 +95,9 @@ class Ivcloud:
             queue_max=settings.report_queue_max,
         )
         self.products = ProductService(self.sessions, self.clock)
-        self.devices = DeviceService(self.sessions, self.products, self.bus, self.clock)
+        self.devices = DeviceService(
+            self.sessions, self.products, self.bus, self.clock, self.writer
+        )
         self.telemetry = Telemetry(self.sessions, self.writer, self.bus, self.clock)
         self.binding = BindingService(self.sessions, self.bus, self.clock)
         self.downlink = DownlinkRef()
@@ -139,6 +141,7 @@ class Ivcloud:
         s = self.settings
         await migrate(self.engine)
         await self.devices.reset_presence()
+        await self.devices.warm_cache()
         self.writer.start()
         await self.gateway.start(s.host, s.mqtt_port, ws_port=s.mqtt_ws_port)
         sock = bind_socket(s.host, s.http_port)

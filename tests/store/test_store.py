@@ -43,7 +43,7 @@ async def store(db_url: str) -> AsyncIterator[Store]:
     writer = BatchWriter(engine, batch_max=100, batch_delay_ms=2, queue_max=1000)
     writer.start()
     products = ProductService(sessions, clock)
-    devices = DeviceService(sessions, products, bus, clock)
+    devices = DeviceService(sessions, products, bus, clock, writer)
     telemetry = Telemetry(sessions, writer, bus, clock)
     try:
         yield Store(engine, writer, products, devices, telemetry, bus)
@@ -182,3 +182,30 @@ async def test_invalid_thing_model_leaves_stored_model_untouched(store: Store) -
     with pytest.raises(InvalidInput):
         await store.products.import_thing_model(product.product_id, {"properties": "nope"})
     assert await store.products.thing_model_json(product.product_id) == before
+
+
+async def test_presence_is_persisted_by_the_writer(store: Store) -> None:
+    from ivcloud.store.schema import Device
+
+    product = await store.products.create("Cam", "camera")
+    dev = await store.devices.create(product.product_id, "cam")
+    await store.devices.set_presence(dev, True, "10.0.0.7")
+    await store.devices.set_presence(dev, False)
+    await store.writer.stop()
+    async with store.engine.connect() as conn:
+        online, ip, seen = (
+            await conn.execute(
+                select(Device.online, Device.last_ip, Device.last_seen_ms).where(
+                    Device.id == dev.id
+                )
+            )
+        ).one()
+    assert (online, ip) == (False, "10.0.0.7")
+    assert seen == dev.last_seen_ms
+    # A fresh service (a restart) loads it back into its cache.
+    fresh = DeviceService(
+        session_factory(store.engine), store.products, store.bus, SystemClock(), store.writer
+    )
+    assert await fresh.warm_cache() == 1
+    cached = fresh.cached(product.product_id + "cam")
+    assert cached is not None and cached.last_ip == "10.0.0.7"

@@ -18,6 +18,7 @@ from ivcloud.protocol.credentials import generate_device_secret
 from ivcloud.services.errors import Conflict, InvalidInput, NotFound
 from ivcloud.services.ports import Bus, Clock
 from ivcloud.services.products import ProductService
+from ivcloud.services.writer import BatchWriter, WriteItem
 from ivcloud.store.schema import Device
 
 # Tencent's rule for device names: 1-48 of letters, digits and ``:_-.@``.
@@ -86,8 +87,10 @@ class DeviceService:
         products: ProductService,
         bus: Bus,
         clock: Clock,
+        writer: BatchWriter,
     ) -> None:
         self._sessions = sessions
+        self._writer = writer
         self._products = products
         self._bus = bus
         self._clock = clock
@@ -187,16 +190,27 @@ class DeviceService:
         return rec
 
     async def set_presence(self, rec: DeviceRecord, online: bool, ip: str | None = None) -> None:
+        """Presence is authoritative in memory (and announced at once); the database copy
+        is written by the batch writer."""
         now = self._clock.now_ms()
         rec.online = online
         rec.last_seen_ms = now
-        values: dict[str, Any] = {"online": online, "last_seen_ms": now}
         if ip is not None:
             rec.last_ip = ip
-            values["last_ip"] = ip
-        async with self._sessions.begin() as s:
-            await s.execute(update(Device).where(Device.id == rec.id).values(**values))
         self._bus.publish(DeviceOnline(rec.product_id, rec.device_name, online, now))
+        await self._writer.submit(WriteItem(rec.id, now, presence=(online, now, ip)))
+
+    async def warm_cache(self, limit: int = 200_000) -> int:
+        """Load device records at start-up so a reconnect storm authenticates from memory;
+        skipped for fleets larger than ``limit`` (they fill the cache lazily)."""
+        async with self._sessions() as s:
+            count = int(await s.scalar(select(func.count()).select_from(Device)) or 0)
+            if count > limit:
+                return 0
+            rows = (await s.scalars(select(Device))).all()
+        for row in rows:
+            self._cache.setdefault(row.product_id + row.device_name, _record(row))
+        return len(rows)
 
     def touch(self, rec: DeviceRecord) -> None:
         """Last-seen in memory on every message; persisted with presence changes."""

@@ -14,11 +14,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import insert
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ivcloud.store.schema import EventLog, PropertyHistory, PropertyLatest
+from ivcloud.store.schema import Device, EventLog, PropertyHistory, PropertyLatest
+
+_PRESENCE = (
+    update(Device.__table__)  # type: ignore[arg-type]
+    .where(Device.__table__.c.id == bindparam("b_id"))
+    .values(
+        online=bindparam("b_online"),
+        last_seen_ms=bindparam("b_seen"),
+        last_ip=func.coalesce(bindparam("b_ip"), Device.__table__.c.last_ip),
+    )
+)
 
 log = structlog.get_logger("ivcloud.writer")
 
@@ -35,6 +45,9 @@ class WriteItem:
     events: list[dict[str, Any]] = field(default_factory=list)
     ack: Ack | None = None
     committed: Callable[[], None] | None = None
+    #: ``(online, last_seen_ms, ip)``: presence changes ride the same group commit, so a
+    #: burst of (re)connects costs one transaction per batch, not one each.
+    presence: tuple[bool, int, str | None] | None = None
 
 
 class BatchWriter:
@@ -113,7 +126,18 @@ class BatchWriter:
         latest: dict[tuple[int, str], dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
+        presence: dict[int, dict[str, Any]] = {}
         for item in batch:
+            if item.presence is not None:
+                online, seen, ip = item.presence
+                if ip is None and item.device_id in presence:
+                    ip = presence[item.device_id]["b_ip"]
+                presence[item.device_id] = {
+                    "b_id": item.device_id,
+                    "b_online": online,
+                    "b_seen": seen,
+                    "b_ip": ip,
+                }
             for prop, value in item.params.items():
                 row = {
                     "device_id": item.device_id,
@@ -136,6 +160,8 @@ class BatchWriter:
                     await conn.execute(stmt, list(latest.values()))
                 if events:
                     await conn.execute(insert(EventLog), events)
+                if presence:
+                    await conn.execute(_PRESENCE, list(presence.values()))
         except Exception:
             log.warning("batch_commit_failed", items=len(batch), exc_info=True)
             return False
