@@ -32,7 +32,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ivcloud.protocol.credentials import make_username, sign_password
 from ivcloud.protocol.mqtt import (
@@ -68,6 +68,7 @@ class Stats:
     codes: dict[str, int] = field(default_factory=dict)
     unmatched: int = 0
     latencies_us: list[int] = field(default_factory=list)
+    latencies_by_s: list[list[int]] = field(default_factory=list)  # by send second
     # per-second buckets relative to t0 of the report phase
     sent_per_s: list[int] = field(default_factory=list)
     ok_per_s: list[int] = field(default_factory=list)
@@ -100,15 +101,17 @@ class DeviceConn(asyncio.Protocol):
         self.connack: asyncio.Future[int] = loop.create_future()
         self.suback: asyncio.Future[tuple[int, ...]] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
-        self.pending: dict[str, int] = {}
+        # token → (send time, the Stats of the phase that sent it): a late warm-up reply is
+        # counted as the warm-up's, never as the measured phase's.
+        self.pending: dict[str, tuple[int, Stats]] = {}
         self.online = False
         self.seq = 0
         self.acked = 0  # code-0 replies (per device; checked against stored history)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but quack alike.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -129,23 +132,30 @@ class DeviceConn(asyncio.Protocol):
 
     def _on_reply(self, payload: bytes) -> None:
         now = time.monotonic_ns()
-        st = self.stats
         try:
             msg = json.loads(payload)
             token = msg["clientToken"]
         except (ValueError, KeyError, TypeError):
-            st.unmatched += 1
+            self.stats.unmatched += 1
             return
-        sent_ns = self.pending.pop(token, None)
-        if sent_ns is None:
-            st.unmatched += 1
+        entry = self.pending.pop(token, None)
+        if entry is None:
+            self.stats.unmatched += 1
             return
+        sent_ns, st = entry
         st.replies += 1
         code = msg.get("code", 0)
         if code == 0:
             st.ok += 1
             self.acked += 1
-            st.latencies_us.append((now - sent_ns) // 1000)
+            lat = (now - sent_ns) // 1000
+            st.latencies_us.append(lat)
+            sec = (sent_ns - st.t0_ns) // 1_000_000_000
+            if sec >= 0:
+                by_s = st.latencies_by_s
+                while len(by_s) <= sec:
+                    by_s.append([])
+                by_s[sec].append(lat)
             st.bucket(st.ok_per_s, now)
             if now <= st.window_end_ns:
                 st.ok_in_window += 1
@@ -207,13 +217,13 @@ async def connect_one(
     dev: DeviceSpec,
     port: int,
     stats: Stats,
-    timeout: float,
+    limit_s: float,
 ) -> tuple[DeviceConn | None, float, str]:
     """CONNECT, wait CONNACK, SUBSCRIBE, wait SUBACK. Returns (conn, seconds, error)."""
     start = time.monotonic()
     conn: DeviceConn | None = None
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(limit_s):
             _, proto = await loop.create_connection(
                 lambda: DeviceConn(index, stats, dev.down_filter), HOST, port
             )
@@ -310,12 +320,16 @@ async def report_phase(
     specs: list[DeviceSpec],
     stats: Stats,
     rate: float,
-    seconds: float,
+    total: int,
     drain_s: float,
     tick_s: float,
 ) -> dict[str, Any]:
+    """Send ``total`` reports at ``rate``/s round-robin over the devices, then drain."""
     n = len(conns)
-    total = int(rate * seconds)
+    seconds = total / rate
+    for c in conns:
+        if c is not None:
+            c.stats = stats
     topics = [s.up_topic for s in specs]
     lags: list[float] = []
     t0 = time.monotonic_ns() + 50_000_000  # start on a fresh tick, 50 ms from now
@@ -340,10 +354,10 @@ async def report_phase(
             sent = time.monotonic_ns()
             token = f"{seq}-{sent}"
             payload = (
-                '{"method":"report","clientToken":"%s","params":'
-                '{"battery_percentage":%d,"lock_motor_state":%d}}' % (token, seq % 101, seq & 1)
+                f'{{"method":"report","clientToken":"{token}","params":'
+                f'{{"battery_percentage":{seq % 101},"lock_motor_state":{seq & 1}}}}}'
             ).encode()
-            conn.pending[token] = sent
+            conn.pending[token] = (sent, stats)
             conn.transport.write(encode_publish(topics[i], payload))
             stats.sent += 1
             stats.bucket(stats.sent_per_s, sent)
@@ -352,7 +366,9 @@ async def report_phase(
     # Drain: wait for outstanding replies, bounded.
     drain_deadline = time.monotonic() + drain_s
     while time.monotonic() < drain_deadline:
-        if not any(c.pending for c in conns if c is not None and c.online):
+        if not any(
+            st is stats for c in conns if c is not None and c.online for _, st in c.pending.values()
+        ):
             break
         await asyncio.sleep(0.05)
     drain_end = time.monotonic_ns()
@@ -385,57 +401,23 @@ async def close_all(conns: list[DeviceConn | None]) -> None:
             c.transport.abort()
 
 
+def emit(event: str, **fields: Any) -> None:
+    """A progress line for the orchestrator (stdout is a pipe it reads)."""
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
 def cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
 
 
-async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    nofile = raise_nofile()
-    specs = build_specs(spec)
-    stats = Stats()
-    # 10k connections allocate a lot of small objects; the cyclic GC walking them all would
-    # add pauses to the client's own latency. Nothing here makes reference cycles we need
-    # collected within a bounded run.
-    gc.collect()
-    gc.freeze()
-    cpu_start = cpu_seconds()
-    wall_start = time.monotonic()
-    conns, connect = await connect_phase(
-        specs, spec["port"], stats, spec["concurrency"], spec["connect_deadline"]
-    )
-    cpu_connect = cpu_seconds()
-    await asyncio.sleep(spec.get("settle", 1.0))
-    cpu_report_start = cpu_seconds()
-    report = await report_phase(
-        conns,
-        specs,
-        stats,
-        spec["rate"],
-        spec["seconds"],
-        spec["drain"],
-        spec.get("tick", 0.002),
-    )
-    cpu_report_end = cpu_seconds()
-    missing = sum(len(c.pending) for c in conns if c is not None)
-    # Snapshot per-device acks before closing (server-side verification uses them).
-    acked = [c.acked if c is not None else 0 for c in conns]
-    connected_at_end = sum(1 for c in conns if c is not None and c.online)
-    await close_all(conns)
+def stats_summary(
+    stats: Stats, report: dict[str, Any], conns: list[DeviceConn | None]
+) -> dict[str, Any]:
     lat = sorted(stats.latencies_us)
-    window = spec["seconds"]
-    report_span = (report["drain_end_mono"] - report["t0_mono"]) or 1.0
-    result: dict[str, Any] = {
-        "target": spec["target"],
-        "pid": os.getpid(),
-        "nofile": nofile,
-        "loop": type(asyncio.get_running_loop()).__module__,
-        "devices": len(specs),
-        "connect": connect,
-        "report": report,
-        "connected_at_end": connected_at_end,
-        "dropped_connections": stats.dropped_conns,
-        "offered_rate": spec["rate"],
+    window = report["send_seconds"] or 1.0
+    span = (report["drain_end_mono"] - report["t0_mono"]) or 1.0
+    return {
         "sent": stats.sent,
         "not_sent": stats.not_sent,
         "replies": stats.replies,
@@ -443,10 +425,12 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
         "non_zero_codes": stats.bad_code,
         "codes": stats.codes,
         "unmatched": stats.unmatched,
-        "missing_replies": missing,
+        "missing_replies": sum(
+            1 for c in conns if c is not None for _, st in c.pending.values() if st is stats
+        ),
         "acked_in_window": stats.ok_in_window,
         "acked_per_s_window": round(stats.ok_in_window / window, 1),
-        "acked_per_s_overall": round(stats.ok / report_span, 1),
+        "acked_per_s_overall": round(stats.ok / span, 1),
         "latency_ms": {
             "p50": round(_pct(lat, 50) / 1000, 3) if lat else None,
             "p95": round(_pct(lat, 95) / 1000, 3) if lat else None,
@@ -455,14 +439,88 @@ async def run(spec: dict[str, Any]) -> dict[str, Any]:
             "max": round(lat[-1] / 1000, 3) if lat else None,
             "mean": round(sum(lat) / len(lat) / 1000, 3) if lat else None,
         },
+    }
+
+
+async def run(spec: dict[str, Any]) -> dict[str, Any]:
+    nofile = raise_nofile()
+    specs = build_specs(spec)
+    stats = Stats()
+    cpu_start = cpu_seconds()
+    wall_start = time.monotonic()
+    emit("connect_start")
+    conns, connect = await connect_phase(
+        specs, spec["port"], stats, spec["concurrency"], spec["connect_deadline"]
+    )
+    cpu_connect = cpu_seconds()
+    emit(
+        "connected",
+        summary=f"{connect['connected']}/{len(specs)} in {connect['seconds']}s "
+        f"({connect['connects_per_s']}/s), errors {connect['errors'] or 'none'}",
+    )
+    tick = spec.get("tick", 0.002)
+    warmup: dict[str, Any] | None = None
+    if spec.get("warmup", True):
+        # One report per device, at the offered rate, measured apart: the first report after
+        # a (re)connect exercises cold caches on the server, which is a different figure
+        # from the sustained rate the run is about.
+        wstats = Stats()
+        wreport = await report_phase(
+            conns, specs, wstats, spec["rate"], len(conns), spec.get("warmup_drain", 60.0), tick
+        )
+        warmup = {**wreport, **stats_summary(wstats, wreport, conns)}
+        warmup["acked_per_s_by_second"] = wstats.ok_per_s
+        emit(
+            "warmup_done",
+            summary=f"{warmup['acked_ok']}/{len(conns)} acked, p99 "
+            f"{warmup['latency_ms']['p99']} ms",
+        )
+    await asyncio.sleep(spec.get("settle", 1.0))
+    # 10k connections are a lot of objects for the cyclic GC to walk on every full collection;
+    # nothing made from here on needs collecting within a bounded run.
+    gc.collect()
+    gc.freeze()
+    cpu_report_start = cpu_seconds()
+    emit("report_start")
+    report = await report_phase(
+        conns, specs, stats, spec["rate"], int(spec["rate"] * spec["seconds"]), spec["drain"], tick
+    )
+    cpu_report_end = cpu_seconds()
+    summary = stats_summary(stats, report, conns)
+    # Snapshot per-device acks before closing (server-side verification uses them).
+    acked = [c.acked if c is not None else 0 for c in conns]
+    connected_at_end = sum(1 for c in conns if c is not None and c.online)
+    await close_all(conns)
+    report_span = (report["drain_end_mono"] - report["t0_mono"]) or 1.0
+    result: dict[str, Any] = {
+        "target": spec["target"],
+        "pid": os.getpid(),
+        "nofile": nofile,
+        "loop": type(asyncio.get_running_loop()).__module__,
+        "devices": len(specs),
+        "connect": connect,
+        "warmup": warmup,
+        "report": report,
+        "connected_at_end": connected_at_end,
+        "dropped_connections": stats.dropped_conns,
+        "offered_rate": spec["rate"],
+        **summary,
+        "latency_ms_by_send_second": [
+            {
+                "p50": round(_pct(v, 50) / 1000, 2),
+                "p99": round(_pct(v, 99) / 1000, 2),
+                "max": round(v[-1] / 1000, 2),
+            }
+            if v
+            else None
+            for v in (sorted(x) for x in stats.latencies_by_s)
+        ],
         "sent_per_s": stats.sent_per_s,
         "acked_per_s": stats.ok_per_s,
         "client_cpu": {
             "connect_s": round(cpu_connect - cpu_start, 2),
             "report_s": round(cpu_report_end - cpu_report_start, 2),
-            "report_pct": round(
-                100 * (cpu_report_end - cpu_report_start) / report_span, 1
-            ),
+            "report_pct": round(100 * (cpu_report_end - cpu_report_start) / report_span, 1),
         },
         "wall_seconds": round(time.monotonic() - wall_start, 2),
     }

@@ -144,3 +144,27 @@ class Sampler(threading.Thread):
         (_, b0, t0), (_, b1, t1) = pts[0], pts[-1]
         ncpu = os.cpu_count() or 1
         return {"busy_pct": round(100 * ncpu * (b1 - b0) / (t1 - t0), 1) if t1 > t0 else None}
+
+    def timeline(self, label: str, start: float, step: float = 1.0) -> list[dict[str, float]]:
+        """Per-``step`` points from ``start``: seconds since start, CPU % and RSS MiB."""
+        s = self.series.get(label)
+        out: list[dict[str, float]] = []
+        if s is None or not s.t:
+            return out
+        last_i: int | None = None
+        next_t = start
+        for i, t in enumerate(s.t):
+            if t < next_t:
+                continue
+            if last_i is not None and t > s.t[last_i]:
+                cpu = 100 * (s.cpu_s[i] - s.cpu_s[last_i]) / (t - s.t[last_i])
+                out.append(
+                    {
+                        "t": round(t - start, 1),
+                        "cpu_pct": round(cpu, 1),
+                        "rss_mib": round(s.rss_kib[i] / 1024, 1),
+                    }
+                )
+            last_i = i
+            next_t = t + step
+        return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import signal
 import socket
@@ -58,6 +59,28 @@ def _stop_on_signals() -> asyncio.Event:
     return stop
 
 
+async def keep_gc_cheap(instance: Ivcloud, stop: asyncio.Event, every_s: float = 5.0) -> None:
+    """Keep full garbage collections from stalling the event loop.
+
+    Objects that live as long as the process (modules, compiled thing models, device
+    records, connection sessions) are moved out of the collector's reach with
+    ``gc.freeze()`` after start-up and again whenever the fleet has grown by 10 % (at least
+    500 devices) since the last freeze; full collections then walk only young objects.
+    Measured at 10k devices, 5k reports/s: p99 374 ms → 24 ms (docs/benchmarks.md).
+    Closed sessions hold no reference cycles, so they are still freed after a freeze."""
+    gc.collect()
+    gc.freeze()
+    frozen_at = instance.gateway.connected_count
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
+        connected = instance.gateway.connected_count
+        if connected - frozen_at >= max(500, frozen_at // 10):
+            gc.collect(1)
+            gc.freeze()
+            frozen_at = connected
+
+
 async def run_server(config: Path | None, **overrides: Any) -> None:
     stop = _stop_on_signals()
     settings = load_settings(config, **overrides)
@@ -68,9 +91,11 @@ async def run_server(config: Path | None, **overrides: Any) -> None:
         f"ivcloud is running: {endpoints.http_url}  mqtt://{endpoints.mqtt_host}:"
         f"{endpoints.mqtt_port}  (admin token in {settings.admin_token_file})"
     )
+    gc_task = asyncio.create_task(keep_gc_cheap(instance, stop))
     try:
         await stop.wait()
     finally:
+        await gc_task
         await instance.stop()
 
 
@@ -169,7 +194,7 @@ async def run_demo(data_dir: Path, *, http_port: int = 8080, mqtt_port: int = 18
                 )
             )
         _banner(instance, devices)
-        await stop.wait()
+        await keep_gc_cheap(instance, stop)
     finally:
         sims_stop.set()
         for task in sims:

@@ -54,8 +54,11 @@ class _TcpLink(asyncio.Protocol):
         return False  # half-open MQTT connections are useless: close both ways
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.session is not None:
-            self.session.connection_lost()
+        session, self.session = self.session, None
+        if session is not None:
+            # Dropping our reference breaks the link <-> session cycle, so a closed
+            # connection is freed by reference counting (the process may gc.freeze()).
+            session.connection_lost()
 
     def pause_writing(self) -> None:
         if self.session is not None:

@@ -38,17 +38,20 @@ class Telemetry:
         self._bus = bus
         self._clock = clock
         self._latest: dict[int, dict[str, LatestValue]] = {}
+        self._loaded: set[int] = set()
 
     async def record_report(
         self, rec: DeviceRecord, params: dict[str, Any], ts_ms: int | None, ack: Ack | None
     ) -> None:
-        """Queue validated params; ``ack(ok)`` runs once they are committed."""
+        """Queue validated params; ``ack(ok)`` runs once they are committed.  No database
+        read on this path: committed values go to an in-memory overlay that ``latest``
+        merges with the stored values the first time a device is read."""
         ts = ts_ms if ts_ms is not None else self._clock.now_ms()
-        latest = await self._latest_for(rec.id)
+        overlay = self._latest.setdefault(rec.id, {})
 
         def committed() -> None:
             for key, value in params.items():
-                latest[key] = LatestValue(value, ts)
+                overlay[key] = LatestValue(value, ts)
             self._bus.publish(DeviceReported(rec.product_id, rec.device_name, params, ts))
 
         await self._writer.submit(
@@ -83,23 +86,27 @@ class Telemetry:
         await self._writer.submit(WriteItem(rec.id, now, events=rows, ack=ack, committed=committed))
 
     async def _latest_for(self, device_id: int) -> dict[str, LatestValue]:
-        cached = self._latest.get(device_id)
-        if cached is not None:
-            return cached
+        overlay = self._latest.setdefault(device_id, {})
+        if device_id in self._loaded:
+            return overlay
         async with self._sessions() as s:
             rows = (
-                await s.scalars(select(PropertyLatest).where(PropertyLatest.device_id == device_id))
+                await s.execute(
+                    select(PropertyLatest.prop_id, PropertyLatest.value, PropertyLatest.ts_ms)
+                    .where(PropertyLatest.device_id == device_id)
+                )
             ).all()
-        cached = self._latest.setdefault(
-            device_id, {r.prop_id: LatestValue(r.value, r.ts_ms) for r in rows}
-        )
-        return cached
+        for prop_id, value, ts in rows:
+            overlay.setdefault(prop_id, LatestValue(value, ts))
+        self._loaded.add(device_id)
+        return overlay
 
     async def latest(self, rec: DeviceRecord) -> dict[str, LatestValue]:
         return dict(await self._latest_for(rec.id))
 
     def forget(self, rec: DeviceRecord) -> None:
         self._latest.pop(rec.id, None)
+        self._loaded.discard(rec.id)
 
     async def history(
         self,

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ivcloud.store.schema import Device, EventLog, PropertyHistory, PropertyLatest
 
@@ -55,6 +55,8 @@ class BatchWriter:
         self, engine: AsyncEngine, *, batch_max: int, batch_delay_ms: float, queue_max: int
     ) -> None:
         self._engine = engine
+        # A connection of its own, outside the pool, so reads can never starve commits.
+        self._conn: AsyncConnection | None = None
         self._batch_max = batch_max
         self._delay = batch_delay_ms / 1000
         self._queue: asyncio.Queue[WriteItem] = asyncio.Queue(queue_max)
@@ -77,6 +79,9 @@ class BatchWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
 
     @property
     def depth(self) -> int:
@@ -149,7 +154,10 @@ class BatchWriter:
                 latest[(item.device_id, prop)] = row
             events.extend(item.events)
         try:
-            async with self._engine.begin() as conn:
+            if self._conn is None:
+                self._conn = await self._engine.connect()
+            conn = self._conn
+            async with conn.begin():
                 if history:
                     await conn.execute(insert(PropertyHistory), history)
                     stmt = self._upsert_insert(PropertyLatest)
@@ -164,6 +172,9 @@ class BatchWriter:
                     await conn.execute(_PRESENCE, list(presence.values()))
         except Exception:
             log.warning("batch_commit_failed", items=len(batch), exc_info=True)
+            if self._conn is not None and self._conn.invalidated:
+                await self._conn.close()
+                self._conn = None
             return False
         self.committed_items += len(batch)
         self.batches += 1
