@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import gc
 import json
+import shutil
 import signal
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,18 @@ async def provision_demo(instance: Ivcloud) -> list[dict[str, str]]:
     return result
 
 
+def _cli_name() -> str:
+    """``ivcloud`` when that is what the shell finds, else the path of this very script
+    (e.g. ``.venv/bin/ivcloud`` when the venv is not activated)."""
+    me = Path(sys.argv[0]).resolve()
+    found = shutil.which("ivcloud")
+    if found and Path(found).resolve() == me:
+        return "ivcloud"
+    with contextlib.suppress(ValueError):
+        return str(me.relative_to(Path.cwd().resolve()))
+    return str(me)
+
+
 def _banner(instance: Ivcloud, devices: list[dict[str, str]]) -> None:
     ep = instance.endpoints
     assert ep is not None
@@ -146,10 +160,11 @@ def _banner(instance: Ivcloud, devices: list[dict[str, str]]) -> None:
     lock = next(d for d in devices if d["kind"] == "lock-video")
     ref = f"{lock['product_id']}/{lock['device_name']}"
     dd = f" --data-dir {data_dir}"
+    cli = _cli_name()
     console.print("Try, in another terminal:")
-    console.print(f"  ivcloud device get {ref}{dd}")
-    console.print(f"  ivcloud device action {ref} unlock_remote{dd}")
-    console.print(f"  ivcloud device control {ref} '{{\"volume\": 2}}'{dd}")
+    console.print(f"  {cli} device get {ref}{dd}")
+    console.print(f"  {cli} device action {ref} unlock_remote{dd}")
+    console.print(f"  {cli} device control {ref} '{{\"volume\": 2}}'{dd}")
     console.print("Press Ctrl-C to stop.")
 
 
