@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ivcloud.services.ports import Downlink
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceIdentity:
@@ -60,12 +62,5 @@ class DeviceHandler(Protocol):
         ...
 
 
-class DeviceLink(Protocol):
-    """What services call to reach connected devices."""
-
-    def is_connected(self, client_id: str) -> bool: ...
-
-    async def publish(self, client_id: str, topic: str, payload: bytes, qos: int = 0) -> bool:
-        """Deliver to the device if it is connected and subscribed to ``topic``;
-        return whether it was written."""
-        ...
+#: What services call to reach connected devices: the services' own port, implemented here.
+DeviceLink = Downlink

@@ -13,7 +13,10 @@ class Downlink(Protocol):
 
     def is_connected(self, client_id: str) -> bool: ...
 
-    async def publish(self, client_id: str, topic: str, payload: bytes, qos: int = 0) -> bool: ...
+    async def publish(self, client_id: str, topic: str, payload: bytes, qos: int = 0) -> bool:
+        """Deliver to the device if it is connected and subscribed to ``topic``;
+        return whether it was written."""
+        ...
 
 
 class Bus(Protocol):
