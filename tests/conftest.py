@@ -94,3 +94,11 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
     else:
         async with fresh_pg_database() as url:
             yield url
+
+
+@pytest.fixture
+async def appclient(server: Ivcloud) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client of the server's root (App API paths are absolute)."""
+    assert server.endpoints is not None
+    async with httpx.AsyncClient(base_url=server.endpoints.http_url, timeout=30) as client:
+        yield client

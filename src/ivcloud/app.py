@@ -19,6 +19,7 @@ from ivcloud.bus.memory import InMemoryBus
 from ivcloud.config import Settings
 from ivcloud.gateway.dispatch import ThingDispatcher
 from ivcloud.gateway.server import MqttGateway
+from ivcloud.services.apps import AppService
 from ivcloud.services.binding import BindingService
 from ivcloud.services.control import ControlService
 from ivcloud.services.devices import DeviceService
@@ -26,6 +27,7 @@ from ivcloud.services.ota import OtaService
 from ivcloud.services.ports import DownlinkRef, SystemClock
 from ivcloud.services.products import ProductService
 from ivcloud.services.telemetry import Telemetry
+from ivcloud.services.users import UserService
 from ivcloud.services.writer import BatchWriter
 from ivcloud.store.db import create_engine, migrate, session_factory
 from ivcloud.store.objects import LocalObjectStore
@@ -100,6 +102,10 @@ class Ivcloud:
         )
         self.telemetry = Telemetry(self.sessions, self.writer, self.bus, self.clock)
         self.binding = BindingService(self.sessions, self.bus, self.clock)
+        self.apps = AppService(self.sessions, self.products, self.clock)
+        self.users = UserService(self.sessions, self.clock)
+        # -- app side services (issue 3); each line added by the area's owner ----------
+        # (accounts) (families/access) (binding/sharing) (push)
         self.downlink = DownlinkRef()
         self.control = ControlService(
             self.sessions,

@@ -7,16 +7,25 @@ output are a stable interface."""
 from __future__ import annotations
 
 import asyncio
-import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from ivcloud.client.console import ConsoleClient, ConsoleError, discover
+from ivcloud.cli_apps import apps_app
+from ivcloud.cli_common import (
+    AsJson,
+    DataDir,
+    Server,
+    call,
+    emit,
+    err,
+    out,
+    parse_json,
+    split_device,
+)
+from ivcloud.client.console import ConsoleClient
 from ivcloud.config import DEFAULT_DATA_DIR
 
 app = typer.Typer(no_args_is_help=True, help="ivcloud: self-hosted cloud for cameras and locks.")
@@ -28,65 +37,7 @@ app.add_typer(product_app, name="product")
 app.add_typer(model_app, name="thingmodel")
 app.add_typer(device_app, name="device")
 app.add_typer(fw_app, name="firmware")
-
-out = Console()
-err = Console(stderr=True)
-
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir",
-        envvar="IVCLOUD_DATA_DIR",
-        help="Data directory (admin token, server address).",
-    ),
-]
-Server = Annotated[str | None, typer.Option("--server", help="Console server URL.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-
-
-def _client(data_dir: Path, server: str | None) -> ConsoleClient:
-    url, token = discover(data_dir, server, None)
-    return ConsoleClient(url, token)
-
-
-def _call(data_dir: Path, server: str | None, fn: Any) -> Any:
-    try:
-        with _client(data_dir, server) as client:
-            return fn(client)
-    except ConsoleError as exc:
-        err.print(f"[red]error[/red] {exc.code}: {exc.message}")
-        raise typer.Exit(1) from None
-
-
-def _emit(result: Any, as_json: bool, title: str = "") -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
-        return
-    if isinstance(result, dict):
-        table = Table(title=title or None, show_header=False)
-        for key, value in result.items():
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            table.add_row(str(key), text)
-        out.print(table)
-    elif result is not None:
-        out.print(result)
-
-
-def _parse_json(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        err.print(f"[red]error[/red] {what} is not valid JSON: {exc}")
-        raise typer.Exit(2) from None
-
-
-def _split_device(ref: str) -> tuple[str, str]:
-    product_id, sep, device_name = ref.partition("/")
-    if not sep or not product_id or not device_name:
-        err.print("[red]error[/red] device must be written PRODUCT_ID/DEVICE_NAME")
-        raise typer.Exit(2)
-    return product_id, device_name
-
+app.add_typer(apps_app, name="app")
 
 # -- server --------------------------------------------------------------------------------
 
@@ -162,8 +113,8 @@ def product_create(
     as_json: AsJson = False,
 ) -> None:
     """Create a product; prints its ProductId."""
-    res = _call(data_dir, server, lambda c: c.create_product(name, category, net, description))
-    _emit(res, as_json, "product")
+    res = call(data_dir, server, lambda c: c.create_product(name, category, net, description))
+    emit(res, as_json, "product")
 
 
 @product_app.command("list")
@@ -171,9 +122,9 @@ def product_list(
     data_dir: DataDir = DEFAULT_DATA_DIR, server: Server = None, as_json: AsJson = False
 ) -> None:
     """List products."""
-    res = _call(data_dir, server, lambda c: c.request("GET", "/products"))
+    res = call(data_dir, server, lambda c: c.request("GET", "/products"))
     if as_json:
-        _emit(res, True)
+        emit(res, True)
         return
     table = Table("ProductId", "Name", "Category", "NetType", "ThingModel")
     for p in res["Products"]:
@@ -192,7 +143,7 @@ def product_delete(
     product_id: str, data_dir: DataDir = DEFAULT_DATA_DIR, server: Server = None
 ) -> None:
     """Delete a product with its devices and data."""
-    _call(data_dir, server, lambda c: c.request("DELETE", f"/products/{product_id}"))
+    call(data_dir, server, lambda c: c.request("DELETE", f"/products/{product_id}"))
     out.print(f"deleted {product_id}")
 
 
@@ -215,13 +166,13 @@ def model_import(
         err.print("[red]error[/red] give exactly one of FILE or --standard")
         raise typer.Exit(2)
     if standard is not None:
-        res = _call(data_dir, server, lambda c: c.import_standard_model(product_id, standard))
+        res = call(data_dir, server, lambda c: c.import_standard_model(product_id, standard))
     else:
         assert file is not None
-        doc = _parse_json(file.read_text(encoding="utf-8"), str(file))
-        res = _call(data_dir, server, lambda c: c.import_thing_model(product_id, doc))
+        doc = parse_json(file.read_text(encoding="utf-8"), str(file))
+        res = call(data_dir, server, lambda c: c.import_thing_model(product_id, doc))
     if as_json:
-        _emit(res, True)
+        emit(res, True)
     else:
         out.print(
             f"imported: {len(res['properties'])} properties, {len(res['events'])} "
@@ -234,8 +185,8 @@ def model_export(
     product_id: str, data_dir: DataDir = DEFAULT_DATA_DIR, server: Server = None
 ) -> None:
     """Print a product's thing model as JSON."""
-    res = _call(data_dir, server, lambda c: c.request("GET", f"/products/{product_id}/thing-model"))
-    _emit(res, True)
+    res = call(data_dir, server, lambda c: c.request("GET", f"/products/{product_id}/thing-model"))
+    emit(res, True)
 
 
 # -- devices -------------------------------------------------------------------------------
@@ -250,8 +201,8 @@ def device_create(
     as_json: AsJson = False,
 ) -> None:
     """Create a device; prints its DeviceSecret."""
-    res = _call(data_dir, server, lambda c: c.create_device(product_id, device_name))
-    _emit(res, as_json, "device")
+    res = call(data_dir, server, lambda c: c.create_device(product_id, device_name))
+    emit(res, as_json, "device")
 
 
 @device_app.command("list")
@@ -262,9 +213,9 @@ def device_list(
     as_json: AsJson = False,
 ) -> None:
     """List a product's devices."""
-    res = _call(data_dir, server, lambda c: c.request("GET", f"/products/{product_id}/devices"))
+    res = call(data_dir, server, lambda c: c.request("GET", f"/products/{product_id}/devices"))
     if as_json:
-        _emit(res, True)
+        emit(res, True)
         return
     table = Table("DeviceName", "Online", "LastSeen", "Firmware")
     for d in res["Devices"]:
@@ -285,8 +236,8 @@ def device_get(
     as_json: AsJson = False,
 ) -> None:
     """Online state, system info and latest property values."""
-    pid, name = _split_device(ref)
-    _emit(_call(data_dir, server, lambda c: c.get_device(pid, name)), as_json, ref)
+    pid, name = split_device(ref)
+    emit(call(data_dir, server, lambda c: c.get_device(pid, name)), as_json, ref)
 
 
 @device_app.command("delete")
@@ -296,8 +247,8 @@ def device_delete(
     server: Server = None,
 ) -> None:
     """Delete a device and its data."""
-    pid, name = _split_device(ref)
-    _call(data_dir, server, lambda c: c.request("DELETE", f"/products/{pid}/devices/{name}"))
+    pid, name = split_device(ref)
+    call(data_dir, server, lambda c: c.request("DELETE", f"/products/{pid}/devices/{name}"))
     out.print(f"deleted {ref}")
 
 
@@ -309,13 +260,13 @@ def device_reset_secret(
     as_json: AsJson = False,
 ) -> None:
     """Issue a new DeviceSecret (the device is disconnected)."""
-    pid, name = _split_device(ref)
-    res = _call(
+    pid, name = split_device(ref)
+    res = call(
         data_dir,
         server,
         lambda c: c.request("POST", f"/products/{pid}/devices/{name}/reset-secret"),
     )
-    _emit(res, as_json, ref)
+    emit(res, as_json, ref)
 
 
 @device_app.command("control")
@@ -328,9 +279,9 @@ def device_control(
     as_json: AsJson = False,
 ) -> None:
     """Set writable properties (queued if the device is offline)."""
-    pid, name = _split_device(ref)
-    doc = _parse_json(params, "params")
-    _emit(_call(data_dir, server, lambda c: c.control(pid, name, doc, wait)), as_json, ref)
+    pid, name = split_device(ref)
+    doc = parse_json(params, "params")
+    emit(call(data_dir, server, lambda c: c.control(pid, name, doc, wait)), as_json, ref)
 
 
 @device_app.command("action")
@@ -344,10 +295,10 @@ def device_action(
     as_json: AsJson = False,
 ) -> None:
     """Call an action and wait for the device's reply."""
-    pid, name = _split_device(ref)
-    doc = _parse_json(params, "params")
-    res = _call(data_dir, server, lambda c: c.action(pid, name, action_id, doc, timeout))
-    _emit(res, as_json, f"{ref} {action_id}")
+    pid, name = split_device(ref)
+    doc = parse_json(params, "params")
+    res = call(data_dir, server, lambda c: c.action(pid, name, action_id, doc, timeout))
+    emit(res, as_json, f"{ref} {action_id}")
 
 
 # -- firmware --------------------------------------------------------------------------------
@@ -364,7 +315,7 @@ def fw_upload(
 ) -> None:
     """Upload a firmware image for a product."""
 
-    def call(c: ConsoleClient) -> Any:
+    def upload(c: ConsoleClient) -> Any:
         with file.open("rb") as fh:
             return c.request(
                 "POST",
@@ -373,7 +324,7 @@ def fw_upload(
                 files={"file": (file.name, fh)},
             )
 
-    _emit(_call(data_dir, server, call), as_json, "firmware")
+    emit(call(data_dir, server, upload), as_json, "firmware")
 
 
 @fw_app.command("upgrade")
@@ -388,10 +339,10 @@ def fw_upgrade(
 ) -> None:
     """Start an upgrade job for named devices or the whole product."""
     body = {"Version": version, "DeviceNames": device or None, "GrayPercent": gray}
-    res = _call(
+    res = call(
         data_dir, server, lambda c: c.request("POST", f"/products/{product_id}/ota-jobs", json=body)
     )
-    _emit(res, as_json, "upgrade job")
+    emit(res, as_json, "upgrade job")
 
 
 @fw_app.command("job")
@@ -402,9 +353,9 @@ def fw_job(
     as_json: AsJson = False,
 ) -> None:
     """Show an upgrade job and each device's progress."""
-    res = _call(data_dir, server, lambda c: c.request("GET", f"/ota-jobs/{job_id}"))
+    res = call(data_dir, server, lambda c: c.request("GET", f"/ota-jobs/{job_id}"))
     if as_json:
-        _emit(res, True)
+        emit(res, True)
         return
     table = Table("DeviceName", "State", "Percent", "ResultCode", title=f"job {job_id}")
     for t in res["Tasks"]:

@@ -3,12 +3,12 @@ firmware and upgrade jobs.  Admin-authenticated with ``Authorization: Bearer <to
 
 from __future__ import annotations
 
-import hmac
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, File, Form, Header, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
+from ivcloud.api.admin import admin_guard
 from ivcloud.protocol.thingmodel import STANDARD_MODELS, load_standard_model
 from ivcloud.services.errors import InvalidInput, NotFound
 from ivcloud.services.ota import MAX_FIRMWARE_BYTES
@@ -50,16 +50,7 @@ class OtaJobIn(_In):
 
 
 def console_router(instance: Ivcloud) -> APIRouter:
-    def require_admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), instance.admin_token.encode()
-        ):
-            raise HTTPException(
-                401, "missing or wrong admin token", headers={"WWW-Authenticate": "Bearer"}
-            )
-
-    router = APIRouter(dependencies=[Depends(require_admin)], tags=["console"])
+    router = APIRouter(dependencies=[Depends(admin_guard(instance))], tags=["console"])
     products = instance.products
     devices = instance.devices
 

@@ -8,7 +8,10 @@ from fastapi import FastAPI
 
 from ivcloud import __version__
 from ivcloud.api import errors
+from ivcloud.api.appapi.actions import build_registry
+from ivcloud.api.appapi.router import AppApiEndpoints
 from ivcloud.api.console import console_router
+from ivcloud.api.console_apps import apps_router
 from ivcloud.api.firmware_files import firmware_router
 
 if TYPE_CHECKING:
@@ -24,7 +27,9 @@ def build_http_app(instance: Ivcloud, *, url_key: bytes) -> FastAPI:
     )
     errors.install(app)
     app.include_router(console_router(instance), prefix="/api/console/v1")
+    app.include_router(apps_router(instance), prefix="/api/console/v1")
     app.include_router(firmware_router(instance, url_key))
+    app.router.routes.extend(AppApiEndpoints(instance, build_registry()).routes())
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, object]:

@@ -21,9 +21,7 @@ TOKEN_RE = re.compile(r"^[\x21-\x7e]{1,128}$")
 
 
 class BindingService:
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], bus: Bus, clock: Clock
-    ) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], bus: Bus, clock: Clock) -> None:
         self._sessions = sessions
         self._bus = bus
         self._clock = clock

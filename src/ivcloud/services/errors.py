@@ -30,3 +30,10 @@ class DeviceTimeout(ServiceError):
     """The device did not answer in time (action, synchronous control)."""
 
     code = "DeviceTimeout"
+
+
+class Forbidden(ServiceError):
+    """The caller may not reach this resource.  Also used for ids that do not exist, so
+    that ids of other users cannot be probed."""
+
+    code = "InvalidParameterValue.NoPermission"

@@ -92,8 +92,9 @@ class Telemetry:
         async with self._sessions() as s:
             rows = (
                 await s.execute(
-                    select(PropertyLatest.prop_id, PropertyLatest.value, PropertyLatest.ts_ms)
-                    .where(PropertyLatest.device_id == device_id)
+                    select(
+                        PropertyLatest.prop_id, PropertyLatest.value, PropertyLatest.ts_ms
+                    ).where(PropertyLatest.device_id == device_id)
                 )
             ).all()
         for prop_id, value, ts in rows:

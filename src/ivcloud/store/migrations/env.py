@@ -2,6 +2,7 @@
 
 from alembic import context
 
+import ivcloud.store.schema_app  # noqa: F401  (registers the app-side tables)
 from ivcloud.store.schema import Base
 
 connection = context.config.attributes["connection"]
