@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, cast
 import typer
 from rich.table import Table
 
+from ivcloud.cli_app_user import app_user_app
 from ivcloud.cli_apps import apps_app
 from ivcloud.cli_common import (
     AsJson,
@@ -38,6 +39,7 @@ app.add_typer(model_app, name="thingmodel")
 app.add_typer(device_app, name="device")
 app.add_typer(fw_app, name="firmware")
 app.add_typer(apps_app, name="app")
+app.add_typer(app_user_app, name="app-user")
 
 # -- server --------------------------------------------------------------------------------
 
