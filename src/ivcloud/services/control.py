@@ -156,8 +156,16 @@ class ControlService:
         return int(getattr(result, "rowcount", 0) or 0)
 
     async def action(
-        self, rec: DeviceRecord, action_id: str, params: object, *, timeout_s: float | None = None
+        self,
+        rec: DeviceRecord,
+        action_id: str,
+        params: object,
+        *,
+        timeout_s: float | None = None,
+        client_token: str | None = None,
     ) -> ActionResult:
+        """``client_token`` lets a caller that answers before the device does (an async
+        action) hand out the token the device will echo."""
         model = await self._products.thing_model(rec.product_id)
         if model is None:
             raise InvalidInput(f"product {rec.product_id} has no thing model")
@@ -167,7 +175,7 @@ class ControlService:
             raise InvalidInput(str(exc)) from None
         if not self._downlink.is_connected(rec.client_id):
             raise DeviceOffline(f"device {rec.product_id}/{rec.device_name} is offline")
-        token = new_client_token()
+        token = client_token or new_client_token()
         fut = self._expect(rec, token)
         try:
             sent = await self._downlink.publish(
