@@ -22,6 +22,11 @@ class DeviceReported:
     device_name: str
     params: dict[str, Any]
     ts_ms: int
+    #: The report's clientToken and the device's message as it arrived (optional: the App
+    #: push forwards ``payload`` verbatim when present, else rebuilds the report from the
+    #: fields above).
+    client_token: str = ""
+    payload: bytes = b""
     topic: str = field(default="device.reported", init=False)
 
 
@@ -33,6 +38,8 @@ class DeviceEventPosted:
     event_type: str
     params: dict[str, Any]
     ts_ms: int
+    #: The event_post's clientToken (optional; echoed in the App push payload).
+    client_token: str = ""
     topic: str = field(default="device.event", init=False)
 
 

@@ -17,7 +17,7 @@ from ivcloud.protocol.errors import (
     ProtocolError,
     ValidationFailed,
 )
-from ivcloud.services.binding import BindingService
+from ivcloud.services.binding import BindingService, BindTokenRefused
 from ivcloud.services.control import ControlService
 from ivcloud.services.devices import DeviceRecord, DeviceService, split_client_id
 from ivcloud.services.errors import InvalidInput
@@ -145,7 +145,7 @@ class ThingDispatcher:
             return
         method = msg.method
         if method == "report":
-            await self._report(rec, msg)
+            await self._report(rec, msg, payload)
         elif method == "get_status":
             await self._get_status(rec, msg)
         elif method == "control_reply":
@@ -197,7 +197,7 @@ class ThingDispatcher:
         log.info("device_message_rejected", client_id=rec.client_id, method=method, error=detail)
         await self._send(rec, channel, thing.reply(method, token, INVALID, status, msg=detail))
 
-    async def _report(self, rec: DeviceRecord, msg: thing.UpMessage) -> None:
+    async def _report(self, rec: DeviceRecord, msg: thing.UpMessage, payload: bytes) -> None:
         model = await self._products.thing_model(rec.product_id)
         try:
             if model is None:
@@ -208,7 +208,12 @@ class ThingDispatcher:
             await self._reject(rec, "property", "report_reply", msg.client_token, str(exc))
             return
         await self._telemetry.record_report(
-            rec, params, ts, self._reply_ack(rec, "property", "report_reply", msg.client_token)
+            rec,
+            params,
+            ts,
+            self._reply_ack(rec, "property", "report_reply", msg.client_token),
+            client_token=msg.client_token,
+            payload=payload,
         )
 
     async def _get_status(self, rec: DeviceRecord, msg: thing.UpMessage) -> None:
@@ -261,6 +266,7 @@ class ThingDispatcher:
             rec,
             events,
             self._reply_ack(rec, "event", "event_reply", msg.client_token, version="1.0", data={}),
+            client_token=msg.client_token,
         )
 
     async def _event_reject(self, rec: DeviceRecord, token: str, detail: str) -> None:
@@ -309,6 +315,17 @@ class ThingDispatcher:
         except InvalidInput as exc:
             await self._reject(
                 rec, "service", "app_bind_token_reply", msg.client_token, str(exc), "invalid token"
+            )
+            return
+        except BindTokenRefused as exc:
+            # An app bind token this device may not claim (expired / another device's): 403.
+            log.info("bind_token_refused", client_id=rec.client_id, error=str(exc))
+            await self._send(
+                rec,
+                "service",
+                thing.reply(
+                    "app_bind_token_reply", msg.client_token, 403, "token refused", msg=str(exc)
+                ),
             )
             return
         await self._send(

@@ -41,7 +41,14 @@ class Telemetry:
         self._loaded: set[int] = set()
 
     async def record_report(
-        self, rec: DeviceRecord, params: dict[str, Any], ts_ms: int | None, ack: Ack | None
+        self,
+        rec: DeviceRecord,
+        params: dict[str, Any],
+        ts_ms: int | None,
+        ack: Ack | None,
+        *,
+        client_token: str = "",
+        payload: bytes = b"",
     ) -> None:
         """Queue validated params; ``ack(ok)`` runs once they are committed.  No database
         read on this path: committed values go to an in-memory overlay that ``latest``
@@ -52,14 +59,21 @@ class Telemetry:
         def committed() -> None:
             for key, value in params.items():
                 overlay[key] = LatestValue(value, ts)
-            self._bus.publish(DeviceReported(rec.product_id, rec.device_name, params, ts))
+            self._bus.publish(
+                DeviceReported(rec.product_id, rec.device_name, params, ts, client_token, payload)
+            )
 
         await self._writer.submit(
             WriteItem(rec.id, ts, params=params, ack=ack, committed=committed)
         )
 
     async def record_events(
-        self, rec: DeviceRecord, events: list[PostedEvent], ack: Ack | None
+        self,
+        rec: DeviceRecord,
+        events: list[PostedEvent],
+        ack: Ack | None,
+        *,
+        client_token: str = "",
     ) -> None:
         now = self._clock.now_ms()
         stamped = [(ev, ev.timestamp_ms if ev.timestamp_ms is not None else now) for ev in events]
@@ -79,7 +93,13 @@ class Telemetry:
             for ev, ts in stamped:
                 self._bus.publish(
                     DeviceEventPosted(
-                        rec.product_id, rec.device_name, ev.event_id, ev.event_type, ev.params, ts
+                        rec.product_id,
+                        rec.device_name,
+                        ev.event_id,
+                        ev.event_type,
+                        ev.params,
+                        ts,
+                        client_token,
                     )
                 )
 
