@@ -51,6 +51,30 @@ class Settings(BaseSettings):
     )
     log_level: str = Field(default="info")
     log_json: bool = Field(default=False)
+    # -- accounts (App API users): verification codes and password hashing ---------------
+    verification_code_ttl_s: int = Field(
+        default=300, ge=30, description="How long a verification code stays valid."
+    )
+    verification_code_resend_s: int = Field(
+        default=60, ge=0, description="Minimum time between two codes to one phone/email."
+    )
+    verification_code_max_attempts: int = Field(
+        default=5, ge=1, description="Wrong guesses after which a code is dead."
+    )
+    verification_code_echo: bool = Field(
+        default=True,
+        description="Development code sender: print codes to stdout (no SMS/SMTP needed). "
+        "Turn off in production; phone codes need a real sender plugged in there.",
+    )
+    smtp_url: str | None = Field(
+        default=None,
+        description="Mail email verification codes through this server: "
+        "smtp://user:pass@host:25, smtp+starttls://…:587 or smtps://…:465.",
+    )
+    smtp_from: str = Field(default="ivcloud@localhost", description="From: of code mails.")
+    password_hash_time_cost: int = Field(default=3, ge=1, description="argon2id passes.")
+    password_hash_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory.")
+    password_hash_parallelism: int = Field(default=4, ge=1, description="argon2id lanes.")
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -105,9 +105,7 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, str) and value == "")
 
 
-def action_name(
-    body: Mapping[str, object], path_segment: str | None, query_cmd: str | None
-) -> str:
+def action_name(body: Mapping[str, object], path_segment: str | None, query_cmd: str | None) -> str:
     """The action: body ``Action``, else the ``/appapi/<Action>`` path segment, else ``?cmd=``.
 
     The first non-empty source wins and must match ``[A-Za-z][A-Za-z0-9:_]{0,63}`` (names like

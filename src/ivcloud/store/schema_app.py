@@ -39,9 +39,11 @@ class User(Base):
 
     __tablename__ = "users"
     __table_args__ = (
-        UniqueConstraint("app_id", "country_code", "phone"),
-        UniqueConstraint("app_id", "email"),
-        UniqueConstraint("app_id", "wx_open_id"),
+        # Named explicitly: the naming convention uses the first column only, and three
+        # constraints named uq_users_app_id collide on PostgreSQL.
+        UniqueConstraint("app_id", "country_code", "phone", name="uq_users_app_phone"),
+        UniqueConstraint("app_id", "email", name="uq_users_app_email"),
+        UniqueConstraint("app_id", "wx_open_id", name="uq_users_app_wx"),
     )
 
     user_id: Mapped[str] = mapped_column(String(40), primary_key=True)

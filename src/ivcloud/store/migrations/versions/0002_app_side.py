@@ -75,9 +75,9 @@ def upgrade() -> None:
             ["app_id"], ["apps.app_id"], name=op.f("fk_users_app_id_apps"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_users")),
-        sa.UniqueConstraint("app_id", "country_code", "phone", name=op.f("uq_users_app_id")),
-        sa.UniqueConstraint("app_id", "email", name=op.f("uq_users_app_id")),
-        sa.UniqueConstraint("app_id", "wx_open_id", name=op.f("uq_users_app_id")),
+        sa.UniqueConstraint("app_id", "country_code", "phone", name="uq_users_app_phone"),
+        sa.UniqueConstraint("app_id", "email", name="uq_users_app_email"),
+        sa.UniqueConstraint("app_id", "wx_open_id", name="uq_users_app_wx"),
     )
     op.create_table(
         "verification_codes",
