@@ -15,17 +15,23 @@ import structlog
 import uvicorn
 
 from ivcloud.api.http import build_http_app
+from ivcloud.api.push import PushHub
 from ivcloud.bus.memory import InMemoryBus
 from ivcloud.config import Settings
 from ivcloud.gateway.dispatch import ThingDispatcher
 from ivcloud.gateway.server import MqttGateway
+from ivcloud.services.access import AccessService
+from ivcloud.services.accounts import build_accounts
+from ivcloud.services.app_binding import AppBindingService
 from ivcloud.services.apps import AppService
 from ivcloud.services.binding import BindingService
 from ivcloud.services.control import ControlService
 from ivcloud.services.devices import DeviceService
+from ivcloud.services.families import FamilyService
 from ivcloud.services.ota import OtaService
 from ivcloud.services.ports import DownlinkRef, SystemClock
 from ivcloud.services.products import ProductService
+from ivcloud.services.sharing import SharingService
 from ivcloud.services.telemetry import Telemetry
 from ivcloud.services.users import UserService
 from ivcloud.services.writer import BatchWriter
@@ -81,9 +87,7 @@ class Ivcloud:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.admin_token = settings.admin_token or _read_or_create_secret(
-            settings.admin_token_file
-        )
+        self.admin_token = settings.admin_token or _read_or_create_secret(settings.admin_token_file)
         url_key = settings.secret_key or _read_or_create_secret(settings.data_dir / "secret-key")
         self.clock = SystemClock()
         self.bus = InMemoryBus()
@@ -106,7 +110,21 @@ class Ivcloud:
         self.users = UserService(self.sessions, self.clock)
         # -- app side services (issue 3); each line added by the area's owner ----------
         # (accounts) (families/access) (binding/sharing) (push)
+        self.accounts = build_accounts(
+            settings, self.users, self.sessions, self.clock, key=url_key.encode()
+        )
+        self.access = AccessService(self.sessions, self.devices, self.apps, self.clock)
+        self.families = FamilyService(
+            self.sessions, self.access, self.devices, self.clock, self.bus
+        )
         self.downlink = DownlinkRef()
+        # (binding/sharing) after the downlink: bind_device/unbind_device notices go down it
+        self.app_binding = AppBindingService(
+            self.sessions, self.devices, self.access, self.families, self.downlink, self.clock
+        )
+        self.bus.listen("device.binding", self.app_binding.on_binding_changed)
+        self.sharing = SharingService(self.sessions, self.access, self.clock)
+        self.push = PushHub(self.bus, self.users, self.access, self.clock)
         self.control = ControlService(
             self.sessions,
             self.products,

@@ -203,6 +203,17 @@ async def test_status_change_online_and_offline(
         assert decoded(frame)["status"] == (1 if sub == "Online" else 0)
 
 
+async def test_status_change_unbind(server: Ivcloud, owner: Owner, sensor: Provisioned) -> None:
+    async with connect(ws_url(server)) as ws:
+        assert await subscribe(ws, owner.token, owner.device_id) == [owner.device_id]
+        rec = await server.devices.get(sensor.product_id, sensor.device_name)
+        await server.families.unbind_device(rec)
+        frame = await recv(ws)
+    assert (frame["params"]["Type"], frame["params"]["SubType"]) == ("StatusChange", "Unbind")
+    assert frame["params"]["DeviceId"] == owner.device_id
+    assert decoded(frame)["method"] == "unbind"
+
+
 async def test_control_and_event_are_pushed(server: Ivcloud, owner: Owner, dev: RawDevice) -> None:
     rec = await server.devices.find(dev.product_id, dev.device_name)
     assert rec is not None

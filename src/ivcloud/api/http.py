@@ -30,6 +30,7 @@ def build_http_app(instance: Ivcloud, *, url_key: bytes) -> FastAPI:
     app.include_router(apps_router(instance), prefix="/api/console/v1")
     app.include_router(firmware_router(instance, url_key))
     app.router.routes.extend(AppApiEndpoints(instance, build_registry()).routes())
+    app.router.routes.extend(instance.push.routes())  # App API long connection
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, object]:

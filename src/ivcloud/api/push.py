@@ -28,6 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from ivcloud.bus.events import (
     BusEvent,
     ControlRequested,
+    DeviceBindingChanged,
     DeviceEventPosted,
     DeviceOnline,
     DeviceReported,
@@ -327,6 +328,15 @@ class PushHub:
                 sub_type="Online" if event.online else "Offline",
                 topic=f"$state/update/{pid}/{dn}",
                 payload=push.status_payload(pid, dn, event.online, event.ts_ms),
+                ts_ms=event.ts_ms,
+            )
+        if isinstance(event, DeviceBindingChanged):
+            return push.device_change(
+                device_id=key,
+                type_="StatusChange",
+                sub_type="Bind" if event.bound else "Unbind",
+                topic=f"$state/update/{pid}/{dn}",
+                payload=push.binding_payload(pid, dn, event.bound, event.family_id, event.ts_ms),
                 ts_ms=event.ts_ms,
             )
         return None

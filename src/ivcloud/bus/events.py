@@ -80,6 +80,18 @@ class OtaProgress:
     topic: str = field(default="device.ota", init=False)
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceBindingChanged:
+    """A device was placed into (``bound``) or removed from a family."""
+
+    product_id: str
+    device_name: str
+    bound: bool
+    family_id: str
+    ts_ms: int
+    topic: str = field(default="device.binding", init=False)
+
+
 BusEvent = (
     DeviceOnline
     | DeviceReported
@@ -88,4 +100,5 @@ BusEvent = (
     | ControlReplied
     | BindTokenReceived
     | OtaProgress
+    | DeviceBindingChanged
 )

@@ -231,3 +231,18 @@ def status_payload(product_id: str, device_name: str, online: bool, ts_ms: int) 
             "timestamp": ts_ms,
         }
     )
+
+
+def binding_payload(
+    product_id: str, device_name: str, bound: bool, family_id: str, ts_ms: int
+) -> bytes:
+    """Payload of a ``StatusChange`` Bind/Unbind push (shape UNCONFIRMED upstream, §3.4)."""
+    return encode_json(
+        {
+            "method": "bind" if bound else "unbind",
+            "productId": product_id,
+            "deviceName": device_name,
+            "familyId": family_id,
+            "timestamp": ts_ms,
+        }
+    )

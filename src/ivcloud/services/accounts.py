@@ -304,8 +304,12 @@ class AccountService:
 
 
 def build_accounts(
-    settings: Settings, users: UserService, sessions: async_sessionmaker[AsyncSession],
-    clock: Clock, *, key: bytes,
+    settings: Settings,
+    users: UserService,
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    *,
+    key: bytes,
 ) -> AccountService:
     """The account service as the settings describe it (one line in the composition root).
     Email codes go through SMTP when ``smtp_url`` is set; everything else through the

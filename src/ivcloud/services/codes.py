@@ -164,7 +164,9 @@ class SmtpCodeSender:
         client: smtplib.SMTP
         if self._scheme == "smtps":
             client = smtplib.SMTP_SSL(
-                self._host, self._port, timeout=self._timeout,
+                self._host,
+                self._port,
+                timeout=self._timeout,
                 context=ssl.create_default_context(),
             )
         else:

@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ivcloud.bus.events import DeviceBindingChanged
 from ivcloud.services.access import ROLE_ADMIN, ROLE_MEMBER, AccessService
 from ivcloud.services.devices import DeviceRecord, DeviceService
 from ivcloud.services.errors import Conflict, Forbidden, InvalidInput
@@ -29,7 +30,7 @@ from ivcloud.services.family_types import (
     TokenNotExist,
     UserNotExists,
 )
-from ivcloud.services.ports import Clock
+from ivcloud.services.ports import Bus, Clock
 from ivcloud.services.users import UserInfo
 from ivcloud.store.schema import Device
 from ivcloud.store.schema_app import (
@@ -68,11 +69,18 @@ class FamilyService:
         access: AccessService,
         devices: DeviceService,
         clock: Clock,
+        bus: Bus,
     ) -> None:
         self._sessions = sessions
         self._access = access
         self._devices = devices
         self._clock = clock
+        self._bus = bus
+
+    def _announce(self, product_id: str, device_name: str, bound: bool, family_id: str) -> None:
+        self._bus.publish(
+            DeviceBindingChanged(product_id, device_name, bound, family_id, self._clock.now_ms())
+        )
 
     # --- families ----------------------------------------------------------------------
 
@@ -122,8 +130,15 @@ class FamilyService:
             if name is not None and name != row.name:
                 raise InvalidInput("Name does not match the family's name")
             device_ids = select(FamilyDevice.device_id).where(FamilyDevice.family_id == family_id)
+            released = (
+                await s.execute(
+                    select(Device.product_id, Device.device_name).where(Device.id.in_(device_ids))
+                )
+            ).all()
             await s.execute(delete(DeviceShare).where(DeviceShare.device_id.in_(device_ids)))
             await s.delete(row)
+        for product_id, device_name in released:
+            self._announce(product_id, device_name, False, family_id)
 
     async def list_families(
         self, user: UserInfo, offset: int, limit: int
@@ -390,13 +405,19 @@ class FamilyService:
                 )
         except IntegrityError:
             raise Conflict("the device is already bound to a family") from None
+        self._announce(rec.product_id, rec.device_name, True, family_id)
 
     async def unbind_device(self, rec: DeviceRecord) -> None:
         """Release a device from its family and revoke its shares (a new owner starts
         clean).  Authorization is the caller's (``Access.ADMIN`` on the device)."""
         async with self._sessions.begin() as s:
+            family_id = await s.scalar(
+                select(FamilyDevice.family_id).where(FamilyDevice.device_id == rec.id)
+            )
             await s.execute(delete(DeviceShare).where(DeviceShare.device_id == rec.id))
             await s.execute(delete(FamilyDevice).where(FamilyDevice.device_id == rec.id))
+        if family_id is not None:
+            self._announce(rec.product_id, rec.device_name, False, family_id)
 
     async def device_family(self, rec: DeviceRecord) -> str | None:
         async with self._sessions() as s:

@@ -164,9 +164,7 @@ def _register_passwords(reg: ActionRegistry) -> None:
     @reg.action("AppUserResetPassword", "token")
     async def change_password(call: Call) -> dict[str, Any]:
         p = call.params
-        await _accounts(call).change_password(
-            call.me, _password(p), _password(p, "NewPassword")
-        )
+        await _accounts(call).change_password(call.me, _password(p), _password(p, "NewPassword"))
         return {}
 
 
@@ -192,5 +190,4 @@ def _register_profile(reg: ActionRegistry) -> None:
     @reg.action("AppFindUser", "token")
     async def find_user(call: Call) -> dict[str, Any]:
         user = await _accounts(call).find_user(call.app.app_id, _identity_by_type(call.params))
-        return {"Data": {"UserID": user.user_id, "NickName": user.nick_name,
-                         "Avatar": user.avatar}}
+        return {"Data": {"UserID": user.user_id, "NickName": user.nick_name, "Avatar": user.avatar}}
