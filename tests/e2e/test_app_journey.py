@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +21,19 @@ from ivcloud.device import run_simulator
 from ivcloud.protocol.appapi import NO_PERMISSION, AppApiError
 from ivcloud.services.codes import LogCodeSender, Target
 from tests.appclient import create_app
+from tests.conftest import make_settings
 from tests.helpers import poll, provision
+
+
+@pytest.fixture
+async def server(tmp_path: Path, db_url: str) -> AsyncIterator[Ivcloud]:
+    """The journey runs on SQLite and on PostgreSQL."""
+    instance = Ivcloud(make_settings(tmp_path / "data", database_url=db_url))
+    await instance.start()
+    try:
+        yield instance
+    finally:
+        await instance.stop()
 
 
 async def next_matching(
