@@ -35,6 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from ivcloud.app import Ivcloud
 from ivcloud.config import Settings
 from ivcloud.logs import configure
+from ivcloud.runner import keep_gc_cheap
 from ivcloud.protocol.credentials import make_username, sign_password
 
 MODEL: dict[str, Any] = {
@@ -106,7 +107,10 @@ async def _serve(data_dir: Path, pipe: Connection) -> None:
     )
     done = asyncio.Event()
     asyncio.get_running_loop().add_reader(pipe.fileno(), done.set)
+    # The production process's GC policy (``ivcloud serve`` runs the same).
+    gc_policy = asyncio.create_task(keep_gc_cheap(instance, done))
     await done.wait()
+    await gc_policy
     await instance.stop()
 
 
