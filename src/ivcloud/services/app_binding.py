@@ -162,17 +162,21 @@ class AppBindingService:
         except Exception:
             await self._consume(token, STATE_USED, STATE_REPORTED, now)
             raise
-        await self._notify(
+        await self.notify_bound(rec, family_id)
+        return rec
+
+    async def notify_bound(self, rec: DeviceRecord, family_id: str) -> bool:
+        """The legacy ``bind_device`` notice after a bind (token or device signature)."""
+        return await self._notify(
             rec,
             "bind_device",
             {
                 "ProductId": rec.product_id,
                 "DeviceName": rec.device_name,
                 "FamilyId": family_id,
-                "Timestamp": now // 1000,
+                "Timestamp": self._clock.now_ms() // 1000,
             },
         )
-        return rec
 
     async def _consume(self, token: str, from_state: int, to_state: int, now: int) -> bool:
         async with self._sessions.begin() as s:

@@ -74,6 +74,26 @@ def _run_in_background(
     task.add_done_callback(_background.discard)
 
 
+async def product_api(call: Call, product_id: str) -> dict[str, Any]:
+    """A product as ``AppGetProducts`` describes it (``DataTemplate`` is a JSON string)."""
+    info = await call.instance.products.get(product_id)
+    try:
+        template = json.dumps(await call.instance.products.thing_model_json(product_id))
+    except NotFound:
+        template = ""
+    return {
+        "ProductId": info.product_id,
+        "Name": info.name,
+        "Description": info.description,
+        "DataTemplate": template,
+        "AppTemplate": "",
+        "NetType": info.net_type,
+        "Services": [],
+        "ProductType": 0,
+        "UpdateTime": info.created_ms // 1000,
+    }
+
+
 def register(reg: ActionRegistry) -> None:
     @reg.action("AppGetProducts", "token")
     async def get_products(call: Call) -> dict[str, Any]:
@@ -82,26 +102,7 @@ def register(reg: ActionRegistry) -> None:
         linked = set(await call.instance.access.product_ids(call.me))
         if any(pid not in linked for pid in ids):
             raise Forbidden("no permission for this product")
-        products = []
-        for pid in ids:
-            info = await call.instance.products.get(pid)
-            try:
-                template = json.dumps(await call.instance.products.thing_model_json(pid))
-            except NotFound:
-                template = ""
-            products.append(
-                {
-                    "ProductId": info.product_id,
-                    "Name": info.name,
-                    "Description": info.description,
-                    "DataTemplate": template,
-                    "AppTemplate": "",
-                    "NetType": info.net_type,
-                    "Services": [],
-                    "ProductType": 0,
-                    "UpdateTime": info.created_ms // 1000,
-                }
-            )
+        products = [await product_api(call, pid) for pid in ids]
         return {"Products": products}
 
     @reg.action("AppGetFamilyDeviceList", "token")
