@@ -46,8 +46,9 @@ class AppApiClient:
 
     async def raw(self, path: str, body: dict[str, Any] | bytes) -> dict[str, Any]:
         if isinstance(body, bytes):
-            resp = await self.http.post(path, content=body,
-                                        headers={"Content-Type": "application/json"})
+            resp = await self.http.post(
+                path, content=body, headers={"Content-Type": "application/json"}
+            )
         else:
             resp = await self.http.post(path, json=body)
         assert resp.status_code == 200, resp.text

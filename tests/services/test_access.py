@@ -42,8 +42,11 @@ async def setup(server: Ivcloud, admin: httpx.AsyncClient) -> Setup:
     rec = await server.devices.get(p.product_id, p.device_name)
     await server.families.bind_device(owner, family_id, "", rec)
     async with server.sessions.begin() as s:
-        s.add(DeviceShare(device_id=rec.id, user_id=friend.user_id, from_user_id=owner.user_id,
-                          created_ms=1))
+        s.add(
+            DeviceShare(
+                device_id=rec.id, user_id=friend.user_id, from_user_id=owner.user_id, created_ms=1
+            )
+        )
     return Setup(owner, member, friend, stranger, family_id, rec)
 
 
@@ -58,18 +61,20 @@ async def test_levels(server: Ivcloud, setup: Setup) -> None:
 
 async def test_require_device(server: Ivcloud, setup: Setup) -> None:
     access, rec = server.access, setup.rec
-    assert await access.require_device(setup.owner, rec.product_id, rec.device_name,
-                                       Access.ADMIN) is rec
-    assert await access.require_device(setup.friend, rec.product_id, rec.device_name,
-                                       Access.SHARED) is rec
+    assert (
+        await access.require_device(setup.owner, rec.product_id, rec.device_name, Access.ADMIN)
+        is rec
+    )
+    assert (
+        await access.require_device(setup.friend, rec.product_id, rec.device_name, Access.SHARED)
+        is rec
+    )
     with pytest.raises(Forbidden):
         await access.require_device(setup.member, rec.product_id, rec.device_name, Access.ADMIN)
     with pytest.raises(Forbidden):
-        await access.require_device(setup.friend, rec.product_id, rec.device_name,
-                                    Access.MEMBER)
+        await access.require_device(setup.friend, rec.product_id, rec.device_name, Access.MEMBER)
     with pytest.raises(Forbidden):  # NONE still needs some access
-        await access.require_device(setup.stranger, rec.product_id, rec.device_name,
-                                    Access.NONE)
+        await access.require_device(setup.stranger, rec.product_id, rec.device_name, Access.NONE)
     with pytest.raises(Forbidden):  # unknown devices look the same
         await access.require_device(setup.owner, rec.product_id, "ghost", Access.SHARED)
 
@@ -104,8 +109,9 @@ async def test_family_roles(server: Ivcloud, setup: Setup) -> None:
         await access.require_family(setup.stranger, setup.family_id, admin=False)
 
 
-async def test_deleting_the_family_releases_devices_and_shares(server: Ivcloud,
-                                                               setup: Setup) -> None:
+async def test_deleting_the_family_releases_devices_and_shares(
+    server: Ivcloud, setup: Setup
+) -> None:
     await server.families.delete_family(setup.owner, setup.family_id, None)
     assert await server.families.device_family(setup.rec) is None
     assert await server.access.device_access(setup.friend, setup.rec) == Access.NONE

@@ -78,8 +78,12 @@ def codes(sessions: object, clock: FakeClock, sender: LogCodeSender) -> Verifica
     return VerificationCodes(sessions, clock, sender, key=b"k" * 32)  # type: ignore[arg-type]
 
 
-async def sent(codes: VerificationCodes, sender: LogCodeSender, purpose: str = "register",
-               target: Target = PHONE) -> str:
+async def sent(
+    codes: VerificationCodes,
+    sender: LogCodeSender,
+    purpose: str = "register",
+    target: Target = PHONE,
+) -> str:
     await codes.send(APP, target, purpose)
     code = sender.last(target)
     assert code is not None
@@ -100,8 +104,9 @@ async def test_code_is_six_digits_stored_hashed_single_use(
         await codes.check(APP, PHONE, "register", code, consume=True)
 
 
-async def test_expiry_at_ttl(codes: VerificationCodes, sender: LogCodeSender,
-                             clock: FakeClock) -> None:
+async def test_expiry_at_ttl(
+    codes: VerificationCodes, sender: LogCodeSender, clock: FakeClock
+) -> None:
     code = await sent(codes, sender)
     clock.advance(299.999)
     await codes.check(APP, PHONE, "register", code, consume=False)
@@ -164,8 +169,15 @@ async def test_log_sender_never_logs_the_code(capsys: pytest.CaptureFixture[str]
     quiet = LogCodeSender()
     with capture_logs() as logs:
         await quiet.send(PHONE, "123456", "register")
-    assert logs == [{"event": "verification_code_sent", "to": "+8613****01",
-                     "purpose": "register", "sender": "dev", "log_level": "info"}]
+    assert logs == [
+        {
+            "event": "verification_code_sent",
+            "to": "+8613****01",
+            "purpose": "register",
+            "sender": "dev",
+            "log_level": "info",
+        }
+    ]
     assert "123456" not in capsys.readouterr().out
     loud = LogCodeSender(echo=True, remember=1)
     await loud.send(PHONE, "654321", "login")
@@ -237,14 +249,28 @@ async def test_passwords_argon2id() -> None:
 
 def test_identities() -> None:
     assert Identity.of_phone("+86", " 13800000001 ").target == PHONE
-    assert Identity.of_phone("1", "4155550100").columns == {"country_code": "1",
-                                                             "phone": "4155550100"}
-    for cc, number in (("86", "1380000000"), ("86", "23800000000"), ("0", "12345"),
-                       ("86", "138-0000-0001"), ("1", "1234567890123456"), ("x", "123456")):
+    assert Identity.of_phone("1", "4155550100").columns == {
+        "country_code": "1",
+        "phone": "4155550100",
+    }
+    for cc, number in (
+        ("86", "1380000000"),
+        ("86", "23800000000"),
+        ("0", "12345"),
+        ("86", "138-0000-0001"),
+        ("1", "1234567890123456"),
+        ("x", "123456"),
+    ):
         with pytest.raises(PhoneNumberInvalid):
             Identity.of_phone(cc, number)
     assert Identity.of_email(" Bob@Example.COM ").email == "bob@example.com"
-    for bad in ("bob", "bob@", "@example.com", "bob@example", "b ob@example.com",
-                "a" * 250 + "@example.com"):
+    for bad in (
+        "bob",
+        "bob@",
+        "@example.com",
+        "bob@example",
+        "b ob@example.com",
+        "a" * 250 + "@example.com",
+    ):
         with pytest.raises(EmailInvalid):
             Identity.of_email(bad)

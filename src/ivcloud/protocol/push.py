@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ivcloud.protocol.errors import ProtocolError
+from ivcloud.protocol.jsontext import BadJson, loads_strict
 
 ACTIVE_PUSH: Final = "ActivePush"
 YUN_API: Final = "YunApi"
@@ -98,9 +99,9 @@ def parse_frame(text: str | bytes) -> ClientFrame:
     if len(text) > MAX_FRAME_CHARS:
         raise FrameError("frame is too large")
     try:
-        doc = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise FrameError("frame is not JSON") from None
+        doc = loads_strict(text)
+    except BadJson as exc:
+        raise FrameError(f"frame: {exc}") from None
     if not isinstance(doc, dict):
         raise FrameError("frame is not a JSON object")
     req_id = doc.get("reqId")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ivcloud.protocol.errors import ProtocolError
+from ivcloud.protocol.jsontext import BadJson, loads_strict
 
 MAX_TOKEN_LEN = 128
 EVENT_TYPES = frozenset({"info", "alert", "fault"})
@@ -45,8 +46,8 @@ class PostedEvent:
 
 def decode_json_object(payload: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        doc = loads_strict(payload)
+    except BadJson as exc:
         raise MessageError(f"payload is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise MessageError("payload is not a JSON object")

@@ -23,21 +23,20 @@ NO_PERMISSION = "InvalidParameterValue.NoPermission"
 
 
 class World:
-    def __init__(self, home: Home, room_id: str, eve_token: str, eve_family: str,
-                 eve_id: str) -> None:
+    def __init__(
+        self, home: Home, room_id: str, eve_token: str, eve_family: str, eve_id: str
+    ) -> None:
         self.home, self.room_id = home, room_id
         self.eve_token, self.eve_family, self.eve_id = eve_token, eve_family, eve_id
 
 
 @pytest.fixture
-async def world(server: Ivcloud, admin: httpx.AsyncClient,
-                appclient: httpx.AsyncClient) -> World:
+async def world(server: Ivcloud, admin: httpx.AsyncClient, appclient: httpx.AsyncClient) -> World:
     home = await make_home(server, admin, appclient)
     room = ok_data(await home.call("AppCreateRoom", FamilyId=home.family_id, Name="Hall"))
     eve_id, eve_token = await make_user(server, home.creds, "eve")
     eve_family = ok_data(await home.client.tokenapi(eve_token, "AppCreateFamily", Name="Eve's"))
-    return World(home, room["Data"]["RoomId"], eve_token, eve_family["Data"]["FamilyId"],
-                 eve_id)
+    return World(home, room["Data"]["RoomId"], eve_token, eve_family["Data"]["FamilyId"], eve_id)
 
 
 def family_actions(w: World) -> dict[str, dict[str, Any]]:
@@ -72,16 +71,37 @@ def family_actions(w: World) -> dict[str, dict[str, Any]]:
 
 
 ALL = [
-    "AppDeleteFamily", "AppModifyFamily", "AppDescribeFamily", "AppCreateRoom", "AppModifyRoom",
-    "AppDeleteRoom", "AppGetRoomList", "AppInviteMember", "AppDeleteFamilyMember",
-    "AppExitFamily", "AppGetFamilyMemberList", "AppSendShareFamilyInvite",
-    "AppGetFamilyDeviceList", "AppGetDeviceStatuses", "AppUpdateDeviceInFamily",
-    "AppGetDeviceInFamily", "AppModifyFamilyDeviceRoom", "AppDeleteDeviceInFamily",
-    "AppControlDeviceData", "AppCallDeviceActionSync", "AppCallDeviceActionAsync",
-    "AppGetDeviceData", "AppGetDeviceDataHistory", "AppListEventHistory",
+    "AppDeleteFamily",
+    "AppModifyFamily",
+    "AppDescribeFamily",
+    "AppCreateRoom",
+    "AppModifyRoom",
+    "AppDeleteRoom",
+    "AppGetRoomList",
+    "AppInviteMember",
+    "AppDeleteFamilyMember",
+    "AppExitFamily",
+    "AppGetFamilyMemberList",
+    "AppSendShareFamilyInvite",
+    "AppGetFamilyDeviceList",
+    "AppGetDeviceStatuses",
+    "AppUpdateDeviceInFamily",
+    "AppGetDeviceInFamily",
+    "AppModifyFamilyDeviceRoom",
+    "AppDeleteDeviceInFamily",
+    "AppControlDeviceData",
+    "AppCallDeviceActionSync",
+    "AppCallDeviceActionAsync",
+    "AppGetDeviceData",
+    "AppGetDeviceDataHistory",
+    "AppListEventHistory",
 ]
-DEVICE_IN_FAMILY = ["AppGetDeviceInFamily", "AppModifyFamilyDeviceRoom",
-                    "AppDeleteDeviceInFamily", "AppGetFamilyDeviceList"]
+DEVICE_IN_FAMILY = [
+    "AppGetDeviceInFamily",
+    "AppModifyFamilyDeviceRoom",
+    "AppDeleteDeviceInFamily",
+    "AppGetFamilyDeviceList",
+]
 
 
 @pytest.mark.parametrize("action", ALL)
@@ -105,8 +125,9 @@ async def test_own_family_with_other_users_device_or_room(world: World, action: 
 
 async def test_other_users_room_in_own_family(world: World) -> None:
     for action in ("AppModifyRoom", "AppDeleteRoom"):
-        doc = await world.home.client.tokenapi(world.eve_token, action, FamilyId=world.eve_family,
-                                               RoomId=world.room_id, Name="x")
+        doc = await world.home.client.tokenapi(
+            world.eve_token, action, FamilyId=world.eve_family, RoomId=world.room_id, Name="x"
+        )
         assert error_code(doc) == NO_PERMISSION
 
 
@@ -125,8 +146,11 @@ async def test_other_user_does_not_see_the_family(world: World) -> None:
     data = ok_data(await world.home.client.tokenapi(world.eve_token, "AppGetFamilyList"))
     assert [f["FamilyId"] for f in data["FamilyList"]] == [world.eve_family]
     # "default" means eve's own family, never alice's.
-    data = ok_data(await world.home.client.tokenapi(world.eve_token, "AppGetFamilyDeviceList",
-                                                    FamilyId="default"))
+    data = ok_data(
+        await world.home.client.tokenapi(
+            world.eve_token, "AppGetFamilyDeviceList", FamilyId="default"
+        )
+    )
     assert data["Total"] == 0
 
 
@@ -164,8 +188,11 @@ async def test_shared_user_views_and_controls_only(server: Ivcloud, world: World
     home = world.home
     rec = await server.devices.get(home.sensor.product_id, "dev1")
     async with server.sessions.begin() as s:
-        s.add(DeviceShare(device_id=rec.id, user_id=world.eve_id, from_user_id=home.user_id,
-                          created_ms=1))
+        s.add(
+            DeviceShare(
+                device_id=rec.id, user_id=world.eve_id, from_user_id=home.user_id, created_ms=1
+            )
+        )
 
     async def eve(action: str, **params: Any) -> dict[str, Any]:
         return await home.client.tokenapi(world.eve_token, action, **params)
@@ -191,8 +218,11 @@ async def test_user_of_another_app_reaches_nothing_even_if_added(
     rec = await server.devices.get(home.sensor.product_id, "dev1")
     async with server.sessions.begin() as s:
         s.add(FamilyMember(family_id=home.family_id, user_id=mallory_id, role=1, joined_ms=1))
-        s.add(DeviceShare(device_id=rec.id, user_id=mallory_id, from_user_id=home.user_id,
-                          created_ms=1))
+        s.add(
+            DeviceShare(
+                device_id=rec.id, user_id=mallory_id, from_user_id=home.user_id, created_ms=1
+            )
+        )
     client = AppApiClient(appclient, other)
     for action in ALL:
         doc = await client.tokenapi(mallory, action, **family_actions(world)[action])

@@ -43,8 +43,13 @@ class World:
         return token
 
     async def bind(self, token: str, who: str | None = None, **over: Any) -> dict[str, Any]:
-        params = {"Token": token, "ProductId": self.dev.product_id,
-                  "DeviceName": self.dev.device_name, "FamilyId": self.family, "RoomId": "0"}
+        params = {
+            "Token": token,
+            "ProductId": self.dev.product_id,
+            "DeviceName": self.dev.device_name,
+            "FamilyId": self.family,
+            "RoomId": "0",
+        }
         params.update(over)
         return await self.call(who or self.alice, "AppTokenBindDeviceFamily", **params)
 
@@ -61,14 +66,16 @@ async def w(server: Ivcloud, admin: httpx.AsyncClient, appclient: httpx.AsyncCli
 
 
 async def report(device: RawDevice, token: str) -> dict[str, Any]:
-    return await device.request("service", {"method": "app_bind_token", "clientToken": "t-1",
-                                            "params": {"token": token}})
+    return await device.request(
+        "service", {"method": "app_bind_token", "clientToken": "t-1", "params": {"token": token}}
+    )
 
 
 async def expire(server: Ivcloud, token: str) -> None:
     async with server.sessions.begin() as s:
-        await s.execute(update(AppBindToken).where(AppBindToken.token == token)
-                        .values(expires_ms=1))
+        await s.execute(
+            update(AppBindToken).where(AppBindToken.token == token).values(expires_ms=1)
+        )
 
 
 async def test_bind_journey_with_a_raw_device(w: World) -> None:
@@ -81,11 +88,14 @@ async def test_bind_journey_with_a_raw_device(w: World) -> None:
 
     async with device_for(w.server, w.dev) as device:
         reply = await report(device, token)
-        assert reply == {"method": "app_bind_token_reply", "clientToken": "t-1", "code": 0,
-                         "status": "success"}
+        assert reply == {
+            "method": "app_bind_token_reply",
+            "clientToken": "t-1",
+            "code": 0,
+            "status": "success",
+        }
         state = ok_data(await w.call(w.alice, "AppGetDeviceBindTokenState", Token=token))
-        expected = {"State": 2, "ProductId": w.dev.product_id,
-                    "DeviceName": w.dev.device_name}
+        expected = {"State": 2, "ProductId": w.dev.product_id, "DeviceName": w.dev.device_name}
         assert {k: state[k] for k in expected} == expected
         assert state["Data"] == expected
 
@@ -113,18 +123,22 @@ async def test_bind_journey_with_a_raw_device(w: World) -> None:
 async def test_state_and_bind_error_codes(w: World) -> None:
     missing = "0" * 32
     assert error_code(await w.call(w.alice, "AppGetDeviceBindTokenState", Token=missing)) == (
-        "InvalidParameterValue.TokenNotExist")
+        "InvalidParameterValue.TokenNotExist"
+    )
     assert error_code(await w.bind(missing)) == "InvalidParameterValue.TokenNotExist"
     assert error_code(await w.call(w.alice, "AppGetDeviceBindTokenState")) == (
-        "ErrorRequiredParamNotFound")
+        "ErrorRequiredParamNotFound"
+    )
 
     token = await w.new_token()
     # bob may neither read nor use alice's token
     assert error_code(await w.call(w.bob, "AppGetDeviceBindTokenState", Token=token)) == (
-        "InvalidParameterValue.NoPermission")
+        "InvalidParameterValue.NoPermission"
+    )
     bob_family = ok_data(await w.call(w.bob, "AppCreateFamily", Name="b"))
     assert error_code(await w.bind(token, w.bob, FamilyId=bob_family["Data"]["FamilyId"])) == (
-        "InvalidParameterValue.NoPermission")
+        "InvalidParameterValue.NoPermission"
+    )
     # no device reported it yet
     assert error_code(await w.bind(token)) == "InvalidParameterValue.NoPermission"
 
@@ -132,13 +146,14 @@ async def test_state_and_bind_error_codes(w: World) -> None:
         assert (await report(device, token))["code"] == 0
     # a device other than the one that reported it
     assert error_code(await w.bind(token, DeviceName="other")) == (
-        "InvalidParameterValue.NoPermission")
+        "InvalidParameterValue.NoPermission"
+    )
     # into a family alice is not in
     assert error_code(await w.bind(token, FamilyId=bob_family["Data"]["FamilyId"])) == (
-        "InvalidParameterValue.NoPermission")
+        "InvalidParameterValue.NoPermission"
+    )
     # none of the failures consumed the token
-    assert ok_data(await w.call(w.alice, "AppGetDeviceBindTokenState", Token=token))[
-        "State"] == 2
+    assert ok_data(await w.call(w.alice, "AppGetDeviceBindTokenState", Token=token))["State"] == 2
 
     await expire(w.server, token)
     assert error_code(await w.bind(token)) == "InvalidParameterValue.TokenIsExpire"
@@ -146,7 +161,8 @@ async def test_state_and_bind_error_codes(w: World) -> None:
     created = await w.new_token()
     await expire(w.server, created)
     assert error_code(await w.call(w.alice, "AppGetDeviceBindTokenState", Token=created)) == (
-        "InvalidParameterValue.TokenIsExpire")
+        "InvalidParameterValue.TokenIsExpire"
+    )
 
 
 async def test_product_must_be_linked_to_the_app(w: World, admin: httpx.AsyncClient) -> None:
@@ -167,8 +183,7 @@ async def test_device_already_in_a_family_is_a_conflict_and_keeps_the_token(w: W
         await device.next(SERVICE)
         assert (await report(device, second))["code"] == 0
     assert error_code(await w.bind(second)) == "ResourceInUse"
-    assert ok_data(await w.call(w.alice, "AppGetDeviceBindTokenState", Token=second))[
-        "State"] == 2
+    assert ok_data(await w.call(w.alice, "AppGetDeviceBindTokenState", Token=second))["State"] == 2
 
 
 async def test_device_side_claims(w: World, admin: httpx.AsyncClient) -> None:
@@ -201,8 +216,15 @@ async def test_unbind_notice_goes_down(w: World, how: str) -> None:
         ok_data(await w.bind(token))
         assert (await device.next(SERVICE))["method"] == "bind_device"
         if how == "AppDeleteDeviceInFamily":
-            ok_data(await w.call(w.alice, how, FamilyId=w.family,
-                                 ProductId=w.dev.product_id, DeviceName=w.dev.device_name))
+            ok_data(
+                await w.call(
+                    w.alice,
+                    how,
+                    FamilyId=w.family,
+                    ProductId=w.dev.product_id,
+                    DeviceName=w.dev.device_name,
+                )
+            )
         else:
             ok_data(await w.call(w.alice, how, FamilyId=w.family))
         notice = await device.next(SERVICE)
@@ -213,38 +235,57 @@ async def test_unbind_notice_goes_down(w: World, how: str) -> None:
 
 
 async def test_provision_qr_extension(w: World) -> None:
-    data = ok_data(await w.call(w.alice, "IvcloudGetProvisionQR", Ssid="Tencent-wifi",
-                                Password="l"))
+    data = ok_data(
+        await w.call(w.alice, "IvcloudGetProvisionQR", Ssid="Tencent-wifi", Password="l")
+    )
     qr = parse_provision_qr(data["QRString"])
     assert (qr.ssid, qr.password, qr.token) == ("Tencent-wifi", "l", data["Token"])
-    assert ok_data(await w.call(w.alice, "AppGetDeviceBindTokenState", Token=data["Token"]))[
-        "State"] == 1
-    again = ok_data(await w.call(w.alice, "IvcloudGetProvisionQR", Ssid="open",
-                                 Token=data["Token"]))
+    assert (
+        ok_data(await w.call(w.alice, "AppGetDeviceBindTokenState", Token=data["Token"]))["State"]
+        == 1
+    )
+    again = ok_data(
+        await w.call(w.alice, "IvcloudGetProvisionQR", Ssid="open", Token=data["Token"])
+    )
     assert again["QRString"] == f"04open00{len(data['Token']):02d}{data['Token']}"
-    assert error_code(await w.call(w.bob, "IvcloudGetProvisionQR", Ssid="x",
-                                   Token=data["Token"])) == "InvalidParameterValue.NoPermission"
+    assert (
+        error_code(await w.call(w.bob, "IvcloudGetProvisionQR", Ssid="x", Token=data["Token"]))
+        == "InvalidParameterValue.NoPermission"
+    )
     assert error_code(await w.call(w.alice, "IvcloudGetProvisionQR", Password="p")) == (
-        "ErrorRequiredParamNotFound")
+        "ErrorRequiredParamNotFound"
+    )
     assert error_code(await w.call(w.alice, "IvcloudGetProvisionQR", Ssid="x" * 100)) == (
-        "InvalidParameterValue")
+        "InvalidParameterValue"
+    )
 
 
-async def test_camera_simulator_scans_the_qr_and_gets_bound(w: World, admin: httpx.AsyncClient
-                                                            ) -> None:
+async def test_camera_simulator_scans_the_qr_and_gets_bound(
+    w: World, admin: httpx.AsyncClient
+) -> None:
     cam = await provision(admin, "camera", "camera", "cam1")
     linked = await admin.put(f"/apps/{w.creds.app_id}/products/{cam.product_id}")
     assert linked.status_code == 200
     data = ok_data(await w.call(w.alice, "IvcloudGetProvisionQR", Ssid="home", Password="pw"))
     assert w.server.endpoints is not None
     stop = asyncio.Event()
-    sim = asyncio.create_task(run_simulator(
-        "camera", host=w.server.endpoints.mqtt_host, port=w.server.endpoints.mqtt_port,
-        product_id=cam.product_id, device_name="cam1", secret=cam.secret,
-        qr=data["QRString"], stop=stop))
+    sim = asyncio.create_task(
+        run_simulator(
+            "camera",
+            host=w.server.endpoints.mqtt_host,
+            port=w.server.endpoints.mqtt_port,
+            product_id=cam.product_id,
+            device_name="cam1",
+            secret=cam.secret,
+            qr=data["QRString"],
+            stop=stop,
+        )
+    )
     try:
-        await poll(lambda: w.call(w.alice, "AppGetDeviceBindTokenState", Token=data["Token"]),
-                   lambda doc: doc["code"] == 0 and doc["data"]["State"] == 2)
+        await poll(
+            lambda: w.call(w.alice, "AppGetDeviceBindTokenState", Token=data["Token"]),
+            lambda doc: doc["code"] == 0 and doc["data"]["State"] == 2,
+        )
     finally:
         stop.set()
         await sim

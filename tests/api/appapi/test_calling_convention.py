@@ -25,29 +25,50 @@ def client(appclient: httpx.AsyncClient, creds: AppCreds) -> AppApiClient:
 
 
 def signed(creds: AppCreds, action: str, **extra: object) -> dict[str, object]:
-    body: dict[str, object] = {"Action": action, "RequestId": "r-1", "AppKey": creds.app_key,
-                               "Timestamp": int(time.time()), "Nonce": time.time_ns() % 10**9,
-                               **extra}
+    body: dict[str, object] = {
+        "Action": action,
+        "RequestId": "r-1",
+        "AppKey": creds.app_key,
+        "Timestamp": int(time.time()),
+        "Nonce": time.time_ns() % 10**9,
+        **extra,
+    }
     body["Signature"] = sign(creds.app_secret, body)
     return body
 
 
-@pytest.mark.parametrize("path", ["/api/exploreropen/tokenapi", "/api/exploreropen/tokenapi/",
-                                  "/api/exploreropen/tokenapi?uin=u_1&cmd=AppGetUser"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/exploreropen/tokenapi",
+        "/api/exploreropen/tokenapi/",
+        "/api/exploreropen/tokenapi?uin=u_1&cmd=AppGetUser",
+    ],
+)
 async def test_tokenapi_url_variants_and_unknown_token(client: AppApiClient, path: str) -> None:
-    doc = await client.raw(path, {"Action": "AppGetUser", "RequestId": "abc",
-                                  "AccessToken": "nope"})
-    assert doc == {"code": -1000, "msg": "AccessToken is invalid or expired",
-                   "data": {"Error": {"Code": "InvalidParameterValue.InvalidAccessToken",
-                                      "Message": "AccessToken is invalid or expired"},
-                            "RequestId": "abc"}}
+    doc = await client.raw(
+        path, {"Action": "AppGetUser", "RequestId": "abc", "AccessToken": "nope"}
+    )
+    assert doc == {
+        "code": -1000,
+        "msg": "AccessToken is invalid or expired",
+        "data": {
+            "Error": {
+                "Code": "InvalidParameterValue.InvalidAccessToken",
+                "Message": "AccessToken is invalid or expired",
+            },
+            "RequestId": "abc",
+        },
+    }
 
 
 async def test_unknown_action_and_bad_bodies(client: AppApiClient, creds: AppCreds) -> None:
     assert error_code(await client.raw("/api/exploreropen/tokenapi", b"{nope")) == (
-        "InvalidParameterValue.InvalidJSON")
+        "InvalidParameterValue.InvalidJSON"
+    )
     assert error_code(await client.raw("/api/exploreropen/tokenapi", b"[1]")) == (
-        "InvalidParameterValue.InvalidJSON")
+        "InvalidParameterValue.InvalidJSON"
+    )
     doc = await client.raw("/api/exploreropen/appapi", signed(creds, "NoSuchAction"))
     assert error_code(doc) == "InvalidAction"
     assert doc["data"]["RequestId"] == "r-1"
@@ -59,7 +80,9 @@ async def test_signature_checks(client: AppApiClient, creds: AppCreds) -> None:
     # or, with no such action registered yet, says InvalidAction — never an auth error).
     body = signed(creds, "AppGetToken", Type="phone")
     assert error_code(await client.raw(base, body)) not in (
-        "AuthFailure.SignatureFailure", "AuthFailure.SecretIdNotFound")
+        "AuthFailure.SignatureFailure",
+        "AuthFailure.SecretIdNotFound",
+    )
     tampered = dict(signed(creds, "AppGetToken", Type="phone"), Type="email")
     assert error_code(await client.raw(base, tampered)) == "AuthFailure.SignatureFailure"
     unknown = dict(signed(creds, "AppGetToken"), AppKey="unknown")
@@ -70,11 +93,13 @@ async def test_signature_checks(client: AppApiClient, creds: AppCreds) -> None:
     first = await client.raw(base + "/AppGetToken", replay)
     assert error_code(first) != "AuthFailure.ReplayAttack"
     assert error_code(await client.raw(base + "/AppGetToken", replay)) == (
-        "AuthFailure.ReplayAttack")
+        "AuthFailure.ReplayAttack"
+    )
 
 
-async def test_token_call_reaches_the_user(server: Ivcloud, client: AppApiClient,
-                                           creds: AppCreds) -> None:
+async def test_token_call_reaches_the_user(
+    server: Ivcloud, client: AppApiClient, creds: AppCreds
+) -> None:
     user_id, token = await make_user(server, creds, "alice")
     doc = await client.tokenapi(token, "AppGetUser")
     data = ok_data(doc)
@@ -84,7 +109,11 @@ async def test_token_call_reaches_the_user(server: Ivcloud, client: AppApiClient
 
 
 async def test_never_500(client: AppApiClient) -> None:
-    for body in (b"", b"null", json.dumps({"Action": 5}).encode(),
-                 json.dumps({"Action": "AppGetUser", "AccessToken": ["x"]}).encode()):
+    for body in (
+        b"",
+        b"null",
+        json.dumps({"Action": 5}).encode(),
+        json.dumps({"Action": "AppGetUser", "AccessToken": ["x"]}).encode(),
+    ):
         doc = await client.raw("/api/exploreropen/tokenapi", body)
         assert doc["code"] == -1000

@@ -27,8 +27,9 @@ EXPIRED = "InvalidParameterValue.TokenIsExpire"
 NOT_LINKED = "UnauthorizedOperation.APPNoPermissionToStudioProduct"
 
 
-def device_signature(secret: str, pid: str, dn: str, ts: int, conn_id: str,
-                     method: str = "hmacsha1") -> str:
+def device_signature(
+    secret: str, pid: str, dn: str, ts: int, conn_id: str, method: str = "hmacsha1"
+) -> str:
     """Computed here from spec §2.3, independently of the server's code."""
     text = f"DeviceName={dn}&DeviceTimestamp={ts}&ProductId={pid}&ConnId={conn_id}"
     digest = hashlib.sha1 if method == "hmacsha1" else hashlib.sha256
@@ -57,17 +58,34 @@ class World:
     def device_id(self) -> str:
         return f"{self.sensor.product_id}/{self.sensor.device_name}"
 
-    def sig_params(self, *, ts: int | None = None, method: str = "hmacsha1",
-                   secret: str | None = None, conn_id: str = "cOnN1") -> dict[str, Any]:
+    def sig_params(
+        self,
+        *,
+        ts: int | None = None,
+        method: str = "hmacsha1",
+        secret: str | None = None,
+        conn_id: str = "cOnN1",
+    ) -> dict[str, Any]:
         ts = int(time.time()) if ts is None else ts
-        sig = device_signature(secret or self.sensor.secret, self.sensor.product_id,
-                               self.sensor.device_name, ts, conn_id, method)
-        return {**self.dev, "DeviceTimestamp": ts, "ConnId": conn_id, "Signature": sig,
-                "BindType": "wifi_sign", "SignMethod": method}
+        sig = device_signature(
+            secret or self.sensor.secret,
+            self.sensor.product_id,
+            self.sensor.device_name,
+            ts,
+            conn_id,
+            method,
+        )
+        return {
+            **self.dev,
+            "DeviceTimestamp": ts,
+            "ConnId": conn_id,
+            "Signature": sig,
+            "BindType": "wifi_sign",
+            "SignMethod": method,
+        }
 
     async def sig_bind(self, who: str = "alice", **params: Any) -> dict[str, Any]:
-        body = {"FamilyId": self.families.get(who, self.families["alice"]), "RoomId": "0",
-                **params}
+        body = {"FamilyId": self.families.get(who, self.families["alice"]), "RoomId": "0", **params}
         return await self.call(who, "AppSigBindDeviceInFamily", **body)
 
     async def bind_to_alice(self) -> None:
@@ -104,8 +122,9 @@ async def test_sig_bind_binds_and_answers_device_info(w: World, method: str) -> 
     assert notice["params"]["FamilyId"] == w.families["alice"]
     info = data["AppDeviceInfo"]
     assert data["Data"] == info
-    listed = ok_data(await w.call("alice", "AppGetFamilyDeviceList",
-                                  FamilyId=w.families["alice"]))["DeviceList"]
+    listed = ok_data(await w.call("alice", "AppGetFamilyDeviceList", FamilyId=w.families["alice"]))[
+        "DeviceList"
+    ]
     assert listed == [info]
     assert info["DeviceId"] == w.device_id
     assert info["FamilyId"] == w.families["alice"]
@@ -148,8 +167,7 @@ async def test_sig_bind_timestamp_window_and_replay(w: World) -> None:
     params = w.sig_params(ts=now - 200)
     ok_data(await w.sig_bind(**params))
     # removed from the family, the same captured signature cannot bind it again
-    ok_data(await w.call("alice", "AppDeleteDeviceInFamily", FamilyId=w.families["alice"],
-                         **w.dev))
+    ok_data(await w.call("alice", "AppDeleteDeviceInFamily", FamilyId=w.families["alice"], **w.dev))
     assert error_code(await w.sig_bind(**params)) == EXPIRED
     ok_data(await w.sig_bind(**w.sig_params(conn_id="fresh")))
     # already in a family
@@ -162,28 +180,38 @@ async def test_sig_bind_parameter_errors(w: World) -> None:
         params = {k: v for k, v in good.items() if k != name}
         assert error_code(await w.sig_bind(**params)) == "ErrorRequiredParamNotFound"
     assert error_code(await w.sig_bind(**{**good, "BindType": "qr_sign"})) == (
-        "InvalidParameterValue")
+        "InvalidParameterValue"
+    )
     assert error_code(await w.sig_bind(**{**good, "SignMethod": "md5"})) == (
-        "InvalidParameterValue")
+        "InvalidParameterValue"
+    )
     assert error_code(await w.sig_bind(**{**good, "DeviceTimestamp": "soon"})) == (
-        "InvalidParameter")
+        "InvalidParameter"
+    )
     assert error_code(await w.call("alice", "AppSigBindDeviceInFamily", **good)) == (
-        "ErrorRequiredParamNotFound")  # no FamilyId
+        "ErrorRequiredParamNotFound"
+    )  # no FamilyId
 
 
 async def test_sig_bind_authorization(w: World, admin: httpx.AsyncClient) -> None:
     good = w.sig_params()
     # alice cannot bind into bob's family, even with a valid device signature
     assert error_code(await w.sig_bind("alice", FamilyId=w.families["bob"], **good)) == (
-        NO_PERMISSION)
+        NO_PERMISSION
+    )
     # carol has no family at all; "default" resolves to nothing
     assert error_code(await w.sig_bind("carol", FamilyId="default", **good)) == NO_PERMISSION
     # a device of a product not linked to the app
     stranger = await provision_custom(admin, SENSOR_MODEL, "s1")
     ts = int(time.time())
     sig = device_signature(stranger.secret, stranger.product_id, "s1", ts, "c")
-    doc = await w.sig_bind(ProductId=stranger.product_id, DeviceName="s1", DeviceTimestamp=ts,
-                           ConnId="c", Signature=sig)
+    doc = await w.sig_bind(
+        ProductId=stranger.product_id,
+        DeviceName="s1",
+        DeviceTimestamp=ts,
+        ConnId="c",
+        Signature=sig,
+    )
     assert error_code(doc) == NOT_LINKED
     # and bob's own successful bind is untouched by alice's attempt
     ok_data(await w.sig_bind("bob", **good))
@@ -197,21 +225,27 @@ async def test_multi_token_state(w: World) -> None:
     state = ok_data(await w.call("alice", "AppGetMultiDeviceBindTokenState", Token=token))
     assert state["Data"] == []
     async with device_for(w.server, w.sensor) as device:
-        reply = await device.request("service", {"method": "app_bind_token",
-                                                 "clientToken": "t", "params": {"token": token}})
+        reply = await device.request(
+            "service", {"method": "app_bind_token", "clientToken": "t", "params": {"token": token}}
+        )
         assert reply["code"] == 0
     state = ok_data(await w.call("alice", "AppGetMultiDeviceBindTokenState", Token=token))
-    assert state["Data"] == [{"ProductId": w.sensor.product_id,
-                              "DeviceName": w.sensor.device_name, "State": 2}]
+    assert state["Data"] == [
+        {"ProductId": w.sensor.product_id, "DeviceName": w.sensor.device_name, "State": 2}
+    ]
     single = ok_data(await w.call("alice", "AppGetDeviceBindTokenState", Token=token))
     assert single["Data"] == state["Data"][0]
     # errors as AppGetDeviceBindTokenState
     assert error_code(await w.call("bob", "AppGetMultiDeviceBindTokenState", Token=token)) == (
-        NO_PERMISSION)
-    assert error_code(await w.call("alice", "AppGetMultiDeviceBindTokenState",
-                                   Token="0" * 32)) == "InvalidParameterValue.TokenNotExist"
+        NO_PERMISSION
+    )
+    assert (
+        error_code(await w.call("alice", "AppGetMultiDeviceBindTokenState", Token="0" * 32))
+        == "InvalidParameterValue.TokenNotExist"
+    )
     assert error_code(await w.call("alice", "AppGetMultiDeviceBindTokenState")) == (
-        "ErrorRequiredParamNotFound")
+        "ErrorRequiredParamNotFound"
+    )
 
 
 # --- AppReportDataAsDevice -----------------------------------------------------------------------
@@ -220,22 +254,40 @@ async def test_multi_token_state(w: World) -> None:
 async def test_report_as_device_is_stored(w: World) -> None:
     await w.bind_to_alice()
     ts = int(time.time() * 1000) - 5000
-    data = ok_data(await w.call("alice", "AppReportDataAsDevice", DeviceId=w.device_id,
-                                Data=json.dumps({"power": True, "brightness": 30}),
-                                TimeStamp=ts))
-    assert json.loads(data["Data"]) == {"brightness": {"Value": 30, "LastUpdate": ts},
-                                        "power": {"Value": 1, "LastUpdate": ts}}
+    data = ok_data(
+        await w.call(
+            "alice",
+            "AppReportDataAsDevice",
+            DeviceId=w.device_id,
+            Data=json.dumps({"power": True, "brightness": 30}),
+            TimeStamp=ts,
+        )
+    )
+    assert json.loads(data["Data"]) == {
+        "brightness": {"Value": 30, "LastUpdate": ts},
+        "power": {"Value": 1, "LastUpdate": ts},
+    }
     # stored: visible at once through AppGetDeviceData and the history
-    latest = json.loads(ok_data(await w.call("alice", "AppGetDeviceData",
-                                             DeviceId=w.device_id))["Data"])
+    latest = json.loads(
+        ok_data(await w.call("alice", "AppGetDeviceData", DeviceId=w.device_id))["Data"]
+    )
     assert latest["power"] == {"Value": 1, "LastUpdate": ts}
-    history = ok_data(await w.call("alice", "AppGetDeviceDataHistory", **w.dev,
-                                   FieldName="brightness", MinTime=ts - 1, MaxTime=ts + 1))
+    history = ok_data(
+        await w.call(
+            "alice",
+            "AppGetDeviceDataHistory",
+            **w.dev,
+            FieldName="brightness",
+            MinTime=ts - 1,
+            MaxTime=ts + 1,
+        )
+    )
     assert [r["Value"] for r in history["Results"]] == ["30"]
     # without TimeStamp: now
     before = int(time.time() * 1000)
-    data = ok_data(await w.call("alice", "AppReportDataAsDevice", DeviceId=w.device_id,
-                                Data='{"label":"hi"}'))
+    data = ok_data(
+        await w.call("alice", "AppReportDataAsDevice", DeviceId=w.device_id, Data='{"label":"hi"}')
+    )
     assert json.loads(data["Data"])["label"]["LastUpdate"] >= before
 
 
@@ -243,8 +295,9 @@ async def test_report_as_device_validation(w: World) -> None:
     await w.bind_to_alice()
 
     async def report(data: Any, **extra: Any) -> str:
-        return error_code(await w.call("alice", "AppReportDataAsDevice", DeviceId=w.device_id,
-                                       Data=data, **extra))
+        return error_code(
+            await w.call("alice", "AppReportDataAsDevice", DeviceId=w.device_id, Data=data, **extra)
+        )
 
     assert await report('{"brightness": 101}') == "InvalidParameterValue"
     assert await report('{"nope": 1}') == "InvalidParameterValue"
@@ -252,42 +305,63 @@ async def test_report_as_device_validation(w: World) -> None:
     assert await report("{bad") == "InvalidParameterValue.InvalidJSON"
     now = int(time.time() * 1000)
     assert await report('{"power":1}', TimeStamp=now // 1000 - 86400 * 2) == (
-        "InvalidParameterValue")  # seconds, not ms: out of the window
+        "InvalidParameterValue"
+    )  # seconds, not ms: out of the window
     assert await report('{"power":1}', TimeStamp=now + 3600_000) == "InvalidParameterValue"
     assert error_code(await w.call("alice", "AppReportDataAsDevice", DeviceId=w.device_id)) == (
-        "ErrorRequiredParamNotFound")
+        "ErrorRequiredParamNotFound"
+    )
 
 
-async def test_report_as_device_authorization(w: World, admin: httpx.AsyncClient,
-                                              appclient: httpx.AsyncClient) -> None:
+async def test_report_as_device_authorization(
+    w: World, admin: httpx.AsyncClient, appclient: httpx.AsyncClient
+) -> None:
     await w.bind_to_alice()
     alice = await w.server.users.get(w.ids["alice"])
     # carol: member (not admin) of alice's family may report
     token, _ = await w.server.families.invite(alice, w.families["alice"])
     await w.server.families.join(await w.server.users.get(w.ids["carol"]), token)
-    ok_data(await w.call("carol", "AppReportDataAsDevice", DeviceId=w.device_id,
-                         Data='{"power":0}'))
+    ok_data(
+        await w.call("carol", "AppReportDataAsDevice", DeviceId=w.device_id, Data='{"power":0}')
+    )
     # dave: the device is only shared with him -> may control, not report as the device
     share, _ = await w.server.sharing.create_token(alice, None, *w.dev.values())
-    await w.server.sharing.accept(await w.server.users.get(w.ids["dave"]), share,
-                                  *w.dev.values())
+    await w.server.sharing.accept(await w.server.users.get(w.ids["dave"]), share, *w.dev.values())
     assert ok_data(await w.call("dave", "AppGetDeviceData", DeviceId=w.device_id))
-    assert error_code(await w.call("dave", "AppReportDataAsDevice", DeviceId=w.device_id,
-                                   Data='{"power":1}')) == NO_PERMISSION
+    assert (
+        error_code(
+            await w.call("dave", "AppReportDataAsDevice", DeviceId=w.device_id, Data='{"power":1}')
+        )
+        == NO_PERMISSION
+    )
     # bob: no access at all; unknown device
-    assert error_code(await w.call("bob", "AppReportDataAsDevice", DeviceId=w.device_id,
-                                   Data='{"power":1}')) == NO_PERMISSION
-    assert error_code(await w.call("alice", "AppReportDataAsDevice",
-                                   DeviceId=f"{w.sensor.product_id}/ghost",
-                                   Data='{"power":1}')) == NO_PERMISSION
+    assert (
+        error_code(
+            await w.call("bob", "AppReportDataAsDevice", DeviceId=w.device_id, Data='{"power":1}')
+        )
+        == NO_PERMISSION
+    )
+    assert (
+        error_code(
+            await w.call(
+                "alice",
+                "AppReportDataAsDevice",
+                DeviceId=f"{w.sensor.product_id}/ghost",
+                Data='{"power":1}',
+            )
+        )
+        == NO_PERMISSION
+    )
     # a user of another app that also links this product
     other_creds = await create_app(admin, w.sensor.product_id)
     _, eve = await make_user(w.server, other_creds, "eve")
     doc = await AppApiClient(appclient, other_creds).tokenapi(
-        eve, "AppReportDataAsDevice", DeviceId=w.device_id, Data='{"power":1}')
+        eve, "AppReportDataAsDevice", DeviceId=w.device_id, Data='{"power":1}'
+    )
     assert error_code(doc) == NO_PERMISSION
-    latest = json.loads(ok_data(await w.call("alice", "AppGetDeviceData",
-                                             DeviceId=w.device_id))["Data"])
+    latest = json.loads(
+        ok_data(await w.call("alice", "AppGetDeviceData", DeviceId=w.device_id))["Data"]
+    )
     assert latest["power"]["Value"] == 0
 
 
@@ -299,17 +373,29 @@ async def test_publish_message_reaches_the_device(w: World) -> None:
     payload = {"method": "twecall", "params": {"n": 1}}
     async with device_for(w.server, w.sensor) as device:
         for qos in (0, 1):
-            ok_data(await w.client.appapi("AppApiPublishMessage", **w.dev, Topic=topic,
-                                          Payload=json.dumps(payload), Qos=qos))
+            ok_data(
+                await w.client.appapi(
+                    "AppApiPublishMessage",
+                    **w.dev,
+                    Topic=topic,
+                    Payload=json.dumps(payload),
+                    Qos=qos,
+                )
+            )
             assert await device.next("$thing/down/service/{p}/{d}") == payload
         # a topic the device may subscribe to but did not
         custom = f"{w.sensor.product_id}/{w.sensor.device_name}/data"
-        assert error_code(await w.client.appapi("AppApiPublishMessage", **w.dev, Topic=custom,
-                                                Payload="x")) == "FailedOperation"
+        assert (
+            error_code(
+                await w.client.appapi("AppApiPublishMessage", **w.dev, Topic=custom, Payload="x")
+            )
+            == "FailedOperation"
+        )
 
 
-async def test_publish_message_errors(w: World, admin: httpx.AsyncClient,
-                                      appclient: httpx.AsyncClient) -> None:
+async def test_publish_message_errors(
+    w: World, admin: httpx.AsyncClient, appclient: httpx.AsyncClient
+) -> None:
     pid, dn = w.sensor.product_id, w.sensor.device_name
     down = f"$thing/down/property/{pid}/{dn}"
 
@@ -319,8 +405,12 @@ async def test_publish_message_errors(w: World, admin: httpx.AsyncClient,
 
     assert await publish() == "FailedOperation.DeviceOffline"
     # only topics the device itself may subscribe to
-    for topic in (f"$thing/up/property/{pid}/{dn}", f"$thing/down/property/{pid}/other",
-                  f"{pid}/other/data", "$sys/broadcast"):
+    for topic in (
+        f"$thing/up/property/{pid}/{dn}",
+        f"$thing/down/property/{pid}/other",
+        f"{pid}/other/data",
+        "$sys/broadcast",
+    ):
         assert await publish(Topic=topic) == NO_PERMISSION, topic
     assert await publish(Topic=f"{pid}/{dn}/#") == "InvalidParameterValue"
     assert await publish(Qos=2) == "InvalidParameterValue"
@@ -350,15 +440,23 @@ async def test_product_info_and_config(w: World, admin: httpx.AsyncClient) -> No
     assert json.loads(config["Data"][0]["Config"]) == {}
 
     stranger = await provision_custom(admin, SENSOR_MODEL, "s1")
-    assert error_code(await w.call("alice", "AppGetProductInfo",
-                                   ProductId=stranger.product_id)) == NO_PERMISSION
-    assert error_code(await w.call("alice", "AppGetProductsConfig",
-                                   ProductIds=[pid, stranger.product_id])) == NO_PERMISSION
+    assert (
+        error_code(await w.call("alice", "AppGetProductInfo", ProductId=stranger.product_id))
+        == NO_PERMISSION
+    )
+    assert (
+        error_code(
+            await w.call("alice", "AppGetProductsConfig", ProductIds=[pid, stranger.product_id])
+        )
+        == NO_PERMISSION
+    )
     assert error_code(await w.call("alice", "AppGetProductInfo", ProductId="NOSUCHPROD")) == (
-        NO_PERMISSION)
-    assert error_code(await w.call("alice", "AppGetProductInfo")) == (
-        "ErrorRequiredParamNotFound")
+        NO_PERMISSION
+    )
+    assert error_code(await w.call("alice", "AppGetProductInfo")) == ("ErrorRequiredParamNotFound")
     assert error_code(await w.call("alice", "AppGetProductsConfig", ProductIds=pid)) == (
-        "InvalidParameter")
+        "InvalidParameter"
+    )
     assert error_code(await w.call("alice", "AppGetProductsConfig", ProductIds=[])) == (
-        "ErrorRequiredParamNotFound")
+        "ErrorRequiredParamNotFound"
+    )

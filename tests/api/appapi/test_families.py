@@ -52,17 +52,30 @@ async def test_family_crud(alice: User) -> None:
     data = ok_data(await alice.call("AppGetFamilyList", Offset=0, Limit=100))
     assert data["Total"] == 1
     [item] = data["FamilyList"]
-    assert set(item) == {"FamilyId", "FamilyName", "FamilyType", "Address", "RoomsNum", "Role",
-                         "CreateTime", "UpdateTime"}
+    assert set(item) == {
+        "FamilyId",
+        "FamilyName",
+        "FamilyType",
+        "Address",
+        "RoomsNum",
+        "Role",
+        "CreateTime",
+        "UpdateTime",
+    }
     assert (item["FamilyId"], item["FamilyName"], item["Role"], item["RoomsNum"]) == (
-        family_id, "Home", 1, 0)
+        family_id,
+        "Home",
+        1,
+        0,
+    )
     ok_data(await alice.call("AppModifyFamily", FamilyId=family_id, Name="Flat"))
     data = ok_data(await alice.call("AppDescribeFamily", FamilyId=family_id))
     assert set(data["Data"]) == {"FamilyId", "FamilyName", "Address", "CreateTime", "UpdateTime"}
     assert (data["Data"]["FamilyName"], data["Data"]["Address"]) == ("Flat", "1 Main St")
     # Name, when sent, must match (a confirmation guard).
     assert error_code(await alice.call("AppDeleteFamily", FamilyId=family_id, Name="Home")) == (
-        "InvalidParameterValue")
+        "InvalidParameterValue"
+    )
     ok_data(await alice.call("AppDeleteFamily", FamilyId=family_id, Name="Flat"))
     assert ok_data(await alice.call("AppGetFamilyList"))["Total"] == 0
 
@@ -70,13 +83,15 @@ async def test_family_crud(alice: User) -> None:
 async def test_create_family_validation(alice: User) -> None:
     assert error_code(await alice.call("AppCreateFamily")) == "ErrorRequiredParamNotFound"
     assert error_code(await alice.call("AppCreateFamily", Name="x" * 65)) == (
-        "InvalidParameterValue")
+        "InvalidParameterValue"
+    )
     assert error_code(await alice.call("AppCreateFamily", Name="  ")) == "InvalidParameterValue"
 
 
 async def test_default_family_id_is_the_first_family(alice: User) -> None:
     assert error_code(await alice.call("AppDescribeFamily", FamilyId="default")) == (
-        "InvalidParameterValue.NoPermission")
+        "InvalidParameterValue.NoPermission"
+    )
     first = await new_family(alice, "First")
     await new_family(alice, "Second")
     data = ok_data(await alice.call("AppDescribeFamily", FamilyId="default"))
@@ -86,15 +101,21 @@ async def test_default_family_id_is_the_first_family(alice: User) -> None:
 async def test_rooms(alice: User) -> None:
     family_id = await new_family(alice)
     room_id = ok_data(await alice.call("AppCreateRoom", FamilyId=family_id, Name="Kitchen"))[
-        "Data"]["RoomId"]
+        "Data"
+    ]["RoomId"]
     ok_data(await alice.call("AppCreateRoom", FamilyId=family_id, Name="Hall"))
     ok_data(await alice.call("AppModifyRoom", FamilyId=family_id, RoomId=room_id, Name="Cook"))
     data = ok_data(await alice.call("AppGetRoomList", FamilyId=family_id))
     assert "RoomList" not in data
     assert data["Total"] == 2
     assert [r["RoomName"] for r in data["Roomlist"]] == ["Cook", "Hall"]
-    assert set(data["Roomlist"][0]) == {"RoomId", "RoomName", "DeviceNum", "CreateTime",
-                                        "UpdateTime"}
+    assert set(data["Roomlist"][0]) == {
+        "RoomId",
+        "RoomName",
+        "DeviceNum",
+        "CreateTime",
+        "UpdateTime",
+    }
     assert data["Roomlist"][0]["DeviceNum"] == 0
     families = ok_data(await alice.call("AppGetFamilyList"))
     assert families["FamilyList"][0]["RoomsNum"] == 2
@@ -103,7 +124,8 @@ async def test_rooms(alice: User) -> None:
     ok_data(await alice.call("AppDeleteRoom", FamilyId=family_id, RoomId=room_id))
     assert ok_data(await alice.call("AppGetRoomList", FamilyId=family_id))["Total"] == 1
     assert error_code(await alice.call("AppDeleteRoom", FamilyId=family_id, RoomId=room_id)) == (
-        "InvalidParameterValue.NoPermission")
+        "InvalidParameterValue.NoPermission"
+    )
 
 
 async def test_invite_join_members_exit(alice: User, bob: User) -> None:
@@ -122,44 +144,50 @@ async def test_invite_join_members_exit(alice: User, bob: User) -> None:
     assert [(f["FamilyId"], f["Role"]) for f in bob_families] == [(family_id, 0)]
     # The admin cannot leave; a member can.
     assert error_code(await alice.call("AppExitFamily", FamilyId=family_id)) == (
-        "InvalidParameterValue")
+        "InvalidParameterValue"
+    )
     ok_data(await bob.call("AppExitFamily", FamilyId=family_id))
     assert ok_data(await bob.call("AppGetFamilyList"))["Total"] == 0
     # Rejoin, then the admin removes him.
     ok_data(await bob.call("AppJoinFamily", ShareToken=token))
     ok_data(await alice.call("AppDeleteFamilyMember", FamilyId=family_id, MemberID=bob.user_id))
     assert ok_data(await bob.call("AppGetFamilyList"))["Total"] == 0
-    assert error_code(await alice.call("AppDeleteFamilyMember", FamilyId=family_id,
-                                       MemberID=alice.user_id)) == "InvalidParameterValue"
+    assert (
+        error_code(
+            await alice.call("AppDeleteFamilyMember", FamilyId=family_id, MemberID=alice.user_id)
+        )
+        == "InvalidParameterValue"
+    )
 
 
 async def test_join_with_bad_or_expired_token(server: Ivcloud, alice: User, bob: User) -> None:
     assert error_code(await bob.call("AppJoinFamily", ShareToken="nope")) == (
-        "InvalidParameterValue.TokenNotExist")
+        "InvalidParameterValue.TokenNotExist"
+    )
     family_id = await new_family(alice)
     token = ok_data(await alice.call("AppInviteMember", FamilyId=family_id))["ShareToken"]
     async with server.sessions.begin() as s:
         await s.execute(update(ShareToken).where(ShareToken.token == token).values(expires_ms=1))
     assert error_code(await bob.call("AppJoinFamily", ShareToken=token)) == (
-        "InvalidParameterValue.TokenIsExpire")
+        "InvalidParameterValue.TokenIsExpire"
+    )
 
 
-async def test_in_app_invite_is_for_its_recipient_only(server: Ivcloud, client: AppApiClient,
-                                                       creds: AppCreds, alice: User,
-                                                       bob: User) -> None:
+async def test_in_app_invite_is_for_its_recipient_only(
+    server: Ivcloud, client: AppApiClient, creds: AppCreds, alice: User, bob: User
+) -> None:
     carol = User(client, *await make_user(server, creds, "carol"))
     family_id = await new_family(alice)
-    ok_data(await alice.call("AppSendShareFamilyInvite", FamilyId=family_id,
-                             ToUserID=bob.user_id))
-    assert error_code(await alice.call("AppSendShareFamilyInvite", FamilyId=family_id,
-                                       ToUserID="nobody")) == (
-        "InvalidParameterValue.ErrorUserNotExists")
+    ok_data(await alice.call("AppSendShareFamilyInvite", FamilyId=family_id, ToUserID=bob.user_id))
+    assert error_code(
+        await alice.call("AppSendShareFamilyInvite", FamilyId=family_id, ToUserID="nobody")
+    ) == ("InvalidParameterValue.ErrorUserNotExists")
     async with server.sessions() as s:
-        token = await s.scalar(select(ShareToken.token).where(ShareToken.to_user_id ==
-                                                              bob.user_id))
+        token = await s.scalar(select(ShareToken.token).where(ShareToken.to_user_id == bob.user_id))
     assert token is not None
     assert error_code(await carol.call("AppJoinFamily", ShareToken=token)) == (
-        "InvalidParameterValue.TokenNotExist")
+        "InvalidParameterValue.TokenNotExist"
+    )
     ok_data(await bob.call("AppJoinFamily", ShareToken=token))
     members = ok_data(await alice.call("AppGetFamilyMemberList", FamilyId=family_id))
     assert members["Total"] == 2

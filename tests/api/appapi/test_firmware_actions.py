@@ -29,19 +29,29 @@ class World:
     tokens: dict[str, str]  # alice admin, dave member, bob sharee, carol stranger
 
     async def call(self, who: str, action: str, **params: Any) -> dict[str, Any]:
-        return await self.client.tokenapi(self.tokens[who], action, ProductId=self.dev.product_id,
-                                          DeviceName=self.dev.device_name, **params)
+        return await self.client.tokenapi(
+            self.tokens[who],
+            action,
+            ProductId=self.dev.product_id,
+            DeviceName=self.dev.device_name,
+            **params,
+        )
 
     async def upload(self, version: str) -> None:
         resp = await self.admin.post(
-            f"/products/{self.dev.product_id}/firmware", data={"version": version},
-            files={"file": ("fw.bin", b"\x7fELF" + version.encode() * 100,
-                            "application/octet-stream")})
+            f"/products/{self.dev.product_id}/firmware",
+            data={"version": version},
+            files={
+                "file": ("fw.bin", b"\x7fELF" + version.encode() * 100, "application/octet-stream")
+            },
+        )
         assert resp.status_code == 201, resp.text
 
     async def status_is(self, who: str, status: int) -> dict[str, Any]:
-        doc = await poll(lambda: self.call(who, "AppDescribeFirmwareUpdateStatus"),
-                         lambda d: d["code"] == 0 and d["data"]["Status"] == status)
+        doc = await poll(
+            lambda: self.call(who, "AppDescribeFirmwareUpdateStatus"),
+            lambda d: d["code"] == 0 and d["data"]["Status"] == status,
+        )
         return ok_data(doc)
 
     async def jobs(self) -> int:
@@ -59,34 +69,60 @@ async def w(server: Ivcloud, admin: httpx.AsyncClient, appclient: httpx.AsyncCli
     for name in ("alice", "bob", "carol", "dave"):
         ids[name], tokens[name] = await make_user(server, creds, name)
     family = ok_data(await client.tokenapi(tokens["alice"], "AppCreateFamily", Name="home"))[
-        "Data"]["FamilyId"]
+        "Data"
+    ]["FamilyId"]
     alice = await server.users.get(ids["alice"])
     rec = await server.devices.get(dev.product_id, dev.device_name)
     await server.families.bind_device(alice, family, "0", rec)
     invite = ok_data(await client.tokenapi(tokens["alice"], "AppInviteMember", FamilyId=family))
-    ok_data(await client.tokenapi(tokens["dave"], "AppJoinFamily",
-                                  ShareToken=invite["ShareToken"]))
-    share = ok_data(await client.tokenapi(tokens["alice"], "AppCreateShareDeviceToken",
-                                          FamilyId=family, ProductId=dev.product_id,
-                                          DeviceName=dev.device_name))
-    ok_data(await client.tokenapi(tokens["bob"], "AppBindUserShareDevice",
-                                  ShareDeviceToken=share["ShareDeviceToken"],
-                                  ProductId=dev.product_id, DeviceName=dev.device_name))
+    ok_data(await client.tokenapi(tokens["dave"], "AppJoinFamily", ShareToken=invite["ShareToken"]))
+    share = ok_data(
+        await client.tokenapi(
+            tokens["alice"],
+            "AppCreateShareDeviceToken",
+            FamilyId=family,
+            ProductId=dev.product_id,
+            DeviceName=dev.device_name,
+        )
+    )
+    ok_data(
+        await client.tokenapi(
+            tokens["bob"],
+            "AppBindUserShareDevice",
+            ShareDeviceToken=share["ShareDeviceToken"],
+            ProductId=dev.product_id,
+            DeviceName=dev.device_name,
+        )
+    )
     return World(server, admin, client, dev, tokens)
 
 
 async def report_version(device: RawDevice, version: str) -> None:
-    await device.publish("$ota/report/{p}/{d}",
-                         {"type": "report_version", "report": {"version": version}}, qos=1)
+    await device.publish(
+        "$ota/report/{p}/{d}", {"type": "report_version", "report": {"version": version}}, qos=1
+    )
     assert (await device.next(UPDATE))["type"] == "report_version_rsp"
 
 
-async def progress(device: RawDevice, version: str, state: str, percent: str = "0",
-                   code: str = "0", msg: str = "") -> None:
-    await device.publish("$ota/report/{p}/{d}", {
-        "type": "report_progress",
-        "report": {"progress": {"state": state, "percent": percent, "result_code": code,
-                                "result_msg": msg}, "version": version}}, qos=1)
+async def progress(
+    device: RawDevice, version: str, state: str, percent: str = "0", code: str = "0", msg: str = ""
+) -> None:
+    await device.publish(
+        "$ota/report/{p}/{d}",
+        {
+            "type": "report_progress",
+            "report": {
+                "progress": {
+                    "state": state,
+                    "percent": percent,
+                    "result_code": code,
+                    "result_msg": msg,
+                },
+                "version": version,
+            },
+        },
+        qos=1,
+    )
 
 
 async def test_upgrade_journey(w: World) -> None:
@@ -120,7 +156,8 @@ async def test_upgrade_journey(w: World) -> None:
         check = ok_data(await w.call("alice", "AppCheckFirmwareUpdate"))
         assert (check["CurrentVersion"], check["DstVersion"]) == ("1.10.0", "1.10.0")
         assert error_code(await w.call("alice", "AppPublishFirmwareUpdateMessage")) == (
-            "FailedOperation")
+            "FailedOperation"
+        )
 
         # a failed upgrade
         await w.upload("2.0")
@@ -149,8 +186,9 @@ async def test_offline_device_without_task(w: World) -> None:
     ok_data(await w.call("alice", "AppPublishFirmwareUpdateMessage"))
     assert ok_data(await w.call("alice", "AppDescribeFirmwareUpdateStatus"))["Status"] == 0
     async with device_for(w.server, w.dev) as device:
-        await device.publish("$ota/report/{p}/{d}",
-                             {"type": "report_version", "report": {"version": "0.1"}}, qos=1)
+        await device.publish(
+            "$ota/report/{p}/{d}", {"type": "report_version", "report": {"version": "0.1"}}, qos=1
+        )
         assert (await device.next(UPDATE))["type"] == "report_version_rsp"
         assert (await device.next(UPDATE))["version"] == "1.0"  # resume rule
         await w.status_is("alice", 1)
@@ -163,11 +201,15 @@ async def test_who_may_do_what(w: World) -> None:
     ok_data(await w.call("bob", "AppDescribeFirmwareUpdateStatus"))
     assert error_code(await w.call("bob", "AppPublishFirmwareUpdateMessage")) == NO_PERMISSION
     # a stranger does nothing
-    for action in ("AppCheckFirmwareUpdate", "AppPublishFirmwareUpdateMessage",
-                   "AppDescribeFirmwareUpdateStatus"):
+    for action in (
+        "AppCheckFirmwareUpdate",
+        "AppPublishFirmwareUpdateMessage",
+        "AppDescribeFirmwareUpdateStatus",
+    ):
         assert error_code(await w.call("carol", action)) == NO_PERMISSION, action
-        doc = await w.client.tokenapi(w.tokens["alice"], action, ProductId=w.dev.product_id,
-                                      DeviceName="missing")
+        doc = await w.client.tokenapi(
+            w.tokens["alice"], action, ProductId=w.dev.product_id, DeviceName="missing"
+        )
         assert error_code(doc) == NO_PERMISSION, action
         doc = await w.client.tokenapi(w.tokens["alice"], action)
         assert error_code(doc) == "InvalidParameter", action
@@ -177,11 +219,13 @@ async def test_who_may_do_what(w: World) -> None:
     assert await w.jobs() == 1
 
 
-async def test_other_app_cannot_reach_the_device(w: World, admin: httpx.AsyncClient,
-                                                 appclient: httpx.AsyncClient) -> None:
+async def test_other_app_cannot_reach_the_device(
+    w: World, admin: httpx.AsyncClient, appclient: httpx.AsyncClient
+) -> None:
     creds = await create_app(admin)  # product not linked
     _, eve = await make_user(w.server, creds, "eve")
     client = AppApiClient(appclient, creds)
-    doc = await client.tokenapi(eve, "AppCheckFirmwareUpdate", ProductId=w.dev.product_id,
-                                DeviceName=w.dev.device_name)
+    doc = await client.tokenapi(
+        eve, "AppCheckFirmwareUpdate", ProductId=w.dev.product_id, DeviceName=w.dev.device_name
+    )
     assert error_code(doc) == NO_PERMISSION

@@ -39,8 +39,11 @@ class World:
         return await self.client.tokenapi(self.tokens[who], action, **params)
 
     async def share_token(self, who: str = "alice") -> str:
-        data = ok_data(await self.call(who, "AppCreateShareDeviceToken", FamilyId=self.family,
-                                       DeviceId=self.device_id))
+        data = ok_data(
+            await self.call(
+                who, "AppCreateShareDeviceToken", FamilyId=self.family, DeviceId=self.device_id
+            )
+        )
         token: str = data["ShareDeviceToken"]
         return token
 
@@ -50,8 +53,9 @@ class World:
         return await self.call(who, "AppBindUserShareDevice", **params)
 
     async def control(self, who: str) -> dict[str, Any]:
-        return await self.call(who, "AppControlDeviceData", DeviceId=self.device_id,
-                               Data=json.dumps({"volume": 2}))
+        return await self.call(
+            who, "AppControlDeviceData", DeviceId=self.device_id, Data=json.dumps({"volume": 2})
+        )
 
 
 @pytest.fixture
@@ -64,20 +68,21 @@ async def w(server: Ivcloud, admin: httpx.AsyncClient, appclient: httpx.AsyncCli
     for name in ("alice", "bob", "carol", "dave"):
         ids[name], tokens[name] = await make_user(server, creds, name)
     family = ok_data(await client.tokenapi(tokens["alice"], "AppCreateFamily", Name="home"))[
-        "Data"]["FamilyId"]
+        "Data"
+    ]["FamilyId"]
     alice = await server.users.get(ids["alice"])
     rec = await server.devices.get(dev.product_id, dev.device_name)
     await server.families.bind_device(alice, family, "0", rec, alias="front door")
     invite = ok_data(await client.tokenapi(tokens["alice"], "AppInviteMember", FamilyId=family))
-    ok_data(await client.tokenapi(tokens["dave"], "AppJoinFamily",
-                                  ShareToken=invite["ShareToken"]))
+    ok_data(await client.tokenapi(tokens["dave"], "AppJoinFamily", ShareToken=invite["ShareToken"]))
     return World(server, client, dev, ids, tokens, family)
 
 
 async def test_share_journey(w: World) -> None:
     token = await w.share_token()
-    info = ok_data(await w.call("bob", "AppDescribeShareDeviceToken",
-                                ShareDeviceToken=token))["ShareDeviceTokenInfo"]
+    info = ok_data(await w.call("bob", "AppDescribeShareDeviceToken", ShareDeviceToken=token))[
+        "ShareDeviceTokenInfo"
+    ]
     assert info["FromUserId"] == w.ids["alice"]
     assert info["FromUserNick"] == "alice"
     assert (info["UserId"], info["UserNick"], info["BindTime"]) == ("", "", 0)
@@ -86,10 +91,14 @@ async def test_share_journey(w: World) -> None:
     assert info["ExpireTime"] - info["CreateTime"] == 24 * 3600
 
     assert error_code(await w.control("bob")) == NO_PERMISSION
-    ok_data(await w.accept("bob", token, DeviceId=None, ProductId=w.dev.product_id,
-                           DeviceName=w.dev.device_name))
-    info = ok_data(await w.call("alice", "AppDescribeShareDeviceToken",
-                                ShareDeviceToken=token))["ShareDeviceTokenInfo"]
+    ok_data(
+        await w.accept(
+            "bob", token, DeviceId=None, ProductId=w.dev.product_id, DeviceName=w.dev.device_name
+        )
+    )
+    info = ok_data(await w.call("alice", "AppDescribeShareDeviceToken", ShareDeviceToken=token))[
+        "ShareDeviceTokenInfo"
+    ]
     assert (info["UserId"], info["UserNick"]) == (w.ids["bob"], "bob")
     assert info["BindTime"] > 0
 
@@ -98,7 +107,10 @@ async def test_share_journey(w: World) -> None:
     item = shared["ShareDevices"][0]
     assert item["DeviceId"] == w.device_id
     assert (item["UserID"], item["FamilyId"], item["AliasName"]) == (
-        w.ids["alice"], w.family, "front door")
+        w.ids["alice"],
+        w.family,
+        "front door",
+    )
 
     # the sharee views and controls ...
     async with device_for(w.server, w.dev) as device:
@@ -128,62 +140,92 @@ async def test_share_journey(w: World) -> None:
     ok_data(await w.call("bob", "AppRemoveUserShareDevice", DeviceId=w.device_id))
     assert error_code(await w.control("bob")) == NO_PERMISSION
     assert ok_data(await w.call("bob", "AppListUserShareDevices"))["Total"] == 0
-    assert error_code(await w.call("bob", "AppRemoveUserShareDevice",
-                                   DeviceId=w.device_id)) == NO_PERMISSION
+    assert (
+        error_code(await w.call("bob", "AppRemoveUserShareDevice", DeviceId=w.device_id))
+        == NO_PERMISSION
+    )
 
     # shared again, then the admin revokes it
     ok_data(await w.accept("bob", await w.share_token()))
     ok_data(await w.control("bob"))
-    ok_data(await w.call("alice", "AppRemoveShareDeviceUser", DeviceId=w.device_id,
-                         RemoveUserID=w.ids["bob"]))
+    ok_data(
+        await w.call(
+            "alice", "AppRemoveShareDeviceUser", DeviceId=w.device_id, RemoveUserID=w.ids["bob"]
+        )
+    )
     assert error_code(await w.control("bob")) == NO_PERMISSION
-    assert ok_data(await w.call("alice", "AppListShareDeviceUsers",
-                                DeviceId=w.device_id))["Total"] == 0
-    assert error_code(await w.call("alice", "AppRemoveShareDeviceUser", DeviceId=w.device_id,
-                                   RemoveUserID=w.ids["bob"])) == "InvalidParameterValue"
+    assert (
+        ok_data(await w.call("alice", "AppListShareDeviceUsers", DeviceId=w.device_id))["Total"]
+        == 0
+    )
+    assert (
+        error_code(
+            await w.call(
+                "alice", "AppRemoveShareDeviceUser", DeviceId=w.device_id, RemoveUserID=w.ids["bob"]
+            )
+        )
+        == "InvalidParameterValue"
+    )
 
 
-async def test_token_errors(w: World, admin: httpx.AsyncClient,
-                            appclient: httpx.AsyncClient) -> None:
+async def test_token_errors(
+    w: World, admin: httpx.AsyncClient, appclient: httpx.AsyncClient
+) -> None:
     assert error_code(await w.accept("bob", "f" * 32)) == INVALID_TOKEN
-    assert error_code(await w.call("bob", "AppDescribeShareDeviceToken",
-                                   ShareDeviceToken="f" * 32)) == INVALID_TOKEN
+    assert (
+        error_code(await w.call("bob", "AppDescribeShareDeviceToken", ShareDeviceToken="f" * 32))
+        == INVALID_TOKEN
+    )
 
     used = await w.share_token()
     ok_data(await w.accept("bob", used))
     assert error_code(await w.accept("carol", used)) == INVALID_TOKEN
-    assert error_code(await w.call("carol", "AppDescribeShareDeviceToken",
-                                   ShareDeviceToken=used)) == INVALID_TOKEN
+    assert (
+        error_code(await w.call("carol", "AppDescribeShareDeviceToken", ShareDeviceToken=used))
+        == INVALID_TOKEN
+    )
 
     expired = await w.share_token()
     async with w.server.sessions.begin() as s:
-        await s.execute(update(ShareToken).where(ShareToken.token == expired)
-                        .values(expires_ms=1))
+        await s.execute(update(ShareToken).where(ShareToken.token == expired).values(expires_ms=1))
     assert error_code(await w.accept("carol", expired)) == INVALID_TOKEN
-    assert error_code(await w.call("carol", "AppDescribeShareDeviceToken",
-                                   ShareDeviceToken=expired)) == INVALID_TOKEN
+    assert (
+        error_code(await w.call("carol", "AppDescribeShareDeviceToken", ShareDeviceToken=expired))
+        == INVALID_TOKEN
+    )
 
     # the token names another device
     other = await provision(admin, "lock-video", "lock", "dev9")
     token = await w.share_token()
     assert error_code(await w.accept("carol", token, DeviceId=f"{other.product_id}/dev9")) == (
-        INVALID_TOKEN)
+        INVALID_TOKEN
+    )
     # a family member gains nothing from a share
     assert error_code(await w.accept("dave", token)) == "ResourceInUse"
     # a family token is not a device share token
-    family_token = ok_data(await w.call("alice", "AppInviteMember",
-                                        FamilyId=w.family))["ShareToken"]
+    family_token = ok_data(await w.call("alice", "AppInviteMember", FamilyId=w.family))[
+        "ShareToken"
+    ]
     assert error_code(await w.accept("carol", family_token)) == INVALID_TOKEN
 
     # a user of another app cannot see or use the token
     creds = await create_app(admin, w.dev.product_id)
     _, eve = await make_user(w.server, creds, "eve")
     foreign = AppApiClient(appclient, creds)
-    assert error_code(await foreign.tokenapi(eve, "AppBindUserShareDevice",
-                                             ShareDeviceToken=token,
-                                             DeviceId=w.device_id)) == INVALID_TOKEN
-    assert error_code(await foreign.tokenapi(eve, "AppDescribeShareDeviceToken",
-                                             ShareDeviceToken=token)) == INVALID_TOKEN
+    assert (
+        error_code(
+            await foreign.tokenapi(
+                eve, "AppBindUserShareDevice", ShareDeviceToken=token, DeviceId=w.device_id
+            )
+        )
+        == INVALID_TOKEN
+    )
+    assert (
+        error_code(
+            await foreign.tokenapi(eve, "AppDescribeShareDeviceToken", ShareDeviceToken=token)
+        )
+        == INVALID_TOKEN
+    )
 
     # removing the device from the family voids outstanding tokens and shares
     rec = await w.server.devices.get(w.dev.product_id, w.dev.device_name)
@@ -191,29 +233,52 @@ async def test_token_errors(w: World, admin: httpx.AsyncClient,
     assert error_code(await w.accept("carol", token)) == INVALID_TOKEN
     assert error_code(await w.control("bob")) == NO_PERMISSION
 
-    assert error_code(await w.call("bob", "AppBindUserShareDevice",
-                                   DeviceId=w.device_id)) == "ErrorRequiredParamNotFound"
+    assert (
+        error_code(await w.call("bob", "AppBindUserShareDevice", DeviceId=w.device_id))
+        == "ErrorRequiredParamNotFound"
+    )
 
 
 async def test_in_app_invite_is_addressed(w: World, admin: httpx.AsyncClient) -> None:
-    data = ok_data(await w.call("alice", "AppSendShareDeviceInvite", DeviceId=w.device_id,
-                                ToUserID=w.ids["bob"]))
+    data = ok_data(
+        await w.call(
+            "alice", "AppSendShareDeviceInvite", DeviceId=w.device_id, ToUserID=w.ids["bob"]
+        )
+    )
     token = data["ShareDeviceToken"]
-    assert error_code(await w.call("carol", "AppDescribeShareDeviceToken",
-                                   ShareDeviceToken=token)) == INVALID_TOKEN
+    assert (
+        error_code(await w.call("carol", "AppDescribeShareDeviceToken", ShareDeviceToken=token))
+        == INVALID_TOKEN
+    )
     assert error_code(await w.accept("carol", token)) == INVALID_TOKEN
     ok_data(await w.call("bob", "AppDescribeShareDeviceToken", ShareDeviceToken=token))
     ok_data(await w.accept("bob", token))
     ok_data(await w.control("bob"))
 
-    assert error_code(await w.call("alice", "AppSendShareDeviceInvite", DeviceId=w.device_id,
-                                   ToUserID="u_nobody")) == NO_USER
+    assert (
+        error_code(
+            await w.call(
+                "alice", "AppSendShareDeviceInvite", DeviceId=w.device_id, ToUserID="u_nobody"
+            )
+        )
+        == NO_USER
+    )
     creds = await create_app(admin, w.dev.product_id)
     eve_id, _ = await make_user(w.server, creds, "eve")
-    assert error_code(await w.call("alice", "AppSendShareDeviceInvite", DeviceId=w.device_id,
-                                   ToUserID=eve_id)) == NO_USER
-    assert error_code(await w.call("alice", "AppSendShareDeviceInvite", DeviceId=w.device_id,
-                                   ToUserID=w.ids["alice"])) == "InvalidParameterValue"
+    assert (
+        error_code(
+            await w.call("alice", "AppSendShareDeviceInvite", DeviceId=w.device_id, ToUserID=eve_id)
+        )
+        == NO_USER
+    )
+    assert (
+        error_code(
+            await w.call(
+                "alice", "AppSendShareDeviceInvite", DeviceId=w.device_id, ToUserID=w.ids["alice"]
+            )
+        )
+        == "InvalidParameterValue"
+    )
 
 
 @pytest.mark.parametrize("who", ["carol", "dave"])
@@ -237,8 +302,7 @@ async def test_only_the_family_admin_shares(w: World, who: str) -> None:
 
 async def test_admin_must_name_the_device_family(w: World) -> None:
     other = ok_data(await w.call("carol", "AppCreateFamily", Name="c"))["Data"]["FamilyId"]
-    doc = await w.call("alice", "AppCreateShareDeviceToken", FamilyId=other,
-                       DeviceId=w.device_id)
+    doc = await w.call("alice", "AppCreateShareDeviceToken", FamilyId=other, DeviceId=w.device_id)
     assert error_code(doc) == NO_PERMISSION
     doc = await w.call("alice", "AppCreateShareDeviceToken", DeviceId="nope/none")
     assert error_code(doc) == NO_PERMISSION

@@ -80,8 +80,9 @@ def code_for(server: Ivcloud, target: Target) -> str:
     return code
 
 
-async def send_code(client: AppApiClient, server: Ivcloud, purpose: str,
-                    target: Target = TARGET, **who: Any) -> str:
+async def send_code(
+    client: AppApiClient, server: Ivcloud, purpose: str, target: Target = TARGET, **who: Any
+) -> str:
     who = who or PHONE
     action = "AppSendEmailVerificationCode" if "Email" in who else "AppSendVerificationCode"
     data = ok_data(await client.appapi(action, Type=purpose, **who))
@@ -89,14 +90,18 @@ async def send_code(client: AppApiClient, server: Ivcloud, purpose: str,
     return code_for(server, target)
 
 
-async def register_phone(client: AppApiClient, server: Ivcloud, clock: OffsetClock,
-                         password: str = PW, **who: str) -> str:
+async def register_phone(
+    client: AppApiClient, server: Ivcloud, clock: OffsetClock, password: str = PW, **who: str
+) -> str:
     who = who or PHONE
     target = Target.phone(who.get("CountryCode", "86"), who["PhoneNumber"])
     code = await send_code(client, server, "register", target, **who)
     clock.advance(61)  # later sends to the same target are allowed again
-    data = ok_data(await client.appapi("AppCreateCellphoneUser", VerificationCode=code,
-                                       Password=password, **who))
+    data = ok_data(
+        await client.appapi(
+            "AppCreateCellphoneUser", VerificationCode=code, Password=password, **who
+        )
+    )
     user_id: str = data["Data"]["UserID"]
     return user_id
 
@@ -108,13 +113,18 @@ async def login(client: AppApiClient, **params: Any) -> str:
     return token
 
 
-async def test_phone_user_full_flow(server: Ivcloud, client: AppApiClient,
-                                    clock: OffsetClock) -> None:
+async def test_phone_user_full_flow(
+    server: Ivcloud, client: AppApiClient, clock: OffsetClock
+) -> None:
     code = await send_code(client, server, "register")
-    ok_data(await client.appapi("AppCheckVerificationCode", Type="register",
-                                VerificationCode=code, **PHONE))
-    created = ok_data(await client.appapi("AppCreateCellphoneUser", VerificationCode=code,
-                                          Password=PW, **PHONE))
+    ok_data(
+        await client.appapi(
+            "AppCheckVerificationCode", Type="register", VerificationCode=code, **PHONE
+        )
+    )
+    created = ok_data(
+        await client.appapi("AppCreateCellphoneUser", VerificationCode=code, Password=PW, **PHONE)
+    )
     user_id = created["Data"]["UserID"]
 
     token = await login(client, Type="phone", Password=PW, **PHONE)
@@ -124,118 +134,193 @@ async def test_phone_user_full_flow(server: Ivcloud, client: AppApiClient,
     assert token2 != token
 
     me = ok_data(await client.tokenapi(token, "AppGetUser"))["Data"]
-    assert me == {"UserID": user_id, "NickName": "", "Avatar": "", "CountryCode": "86",
-                  "PhoneNumber": "13800000001", "Email": "", "WxOpenID": "",
-                  "HasPassword": 1, "HasWxOpenID": 0}
+    assert me == {
+        "UserID": user_id,
+        "NickName": "",
+        "Avatar": "",
+        "CountryCode": "86",
+        "PhoneNumber": "13800000001",
+        "Email": "",
+        "WxOpenID": "",
+        "HasPassword": 1,
+        "HasWxOpenID": 0,
+    }
 
-    ok_data(await client.tokenapi(token, "AppUpdateUser", NickName="Ann",
-                                  Avatar="https://x.example/a.png"))
+    ok_data(
+        await client.tokenapi(
+            token, "AppUpdateUser", NickName="Ann", Avatar="https://x.example/a.png"
+        )
+    )
     me = ok_data(await client.tokenapi(token, "AppGetUser"))["Data"]
     assert (me["NickName"], me["Avatar"]) == ("Ann", "https://x.example/a.png")
 
-    wrong = await client.tokenapi(token, "AppUserResetPassword", Password="not the one",
-                                  NewPassword="new password")
+    wrong = await client.tokenapi(
+        token, "AppUserResetPassword", Password="not the one", NewPassword="new password"
+    )
     assert error_code(wrong) == "InvalidParameterValue.UserLoginFailed"
     short = await client.tokenapi(token, "AppUserResetPassword", Password=PW, NewPassword="short")
     assert error_code(short) == "InvalidParameterValue.PasswordInvalid"
-    ok_data(await client.tokenapi(token, "AppUserResetPassword", Password=PW,
-                                  NewPassword="new password"))
+    ok_data(
+        await client.tokenapi(
+            token, "AppUserResetPassword", Password=PW, NewPassword="new password"
+        )
+    )
     for old in (token, token2):  # every session ended with the old password
         assert error_code(await client.tokenapi(old, "AppGetUser")) == (
-            "InvalidParameterValue.InvalidAccessToken")
-    assert error_code(await client.appapi("AppGetToken", Type="phone", Password=PW,
-                                          **PHONE)) == "InvalidParameterValue.UserLoginFailed"
+            "InvalidParameterValue.InvalidAccessToken"
+        )
+    assert (
+        error_code(await client.appapi("AppGetToken", Type="phone", Password=PW, **PHONE))
+        == "InvalidParameterValue.UserLoginFailed"
+    )
 
     token3 = await login(client, Type="phone", Password="new password", **PHONE)
     ok_data(await client.tokenapi(token3, "AppLogoutUser"))
     assert error_code(await client.tokenapi(token3, "AppGetUser")) == (
-        "InvalidParameterValue.InvalidAccessToken")
+        "InvalidParameterValue.InvalidAccessToken"
+    )
 
 
-async def test_email_user_flow(server: Ivcloud, client: AppApiClient,
-                               clock: OffsetClock) -> None:
+async def test_email_user_flow(server: Ivcloud, client: AppApiClient, clock: OffsetClock) -> None:
     target = Target.email("bob@example.com")
     code = await send_code(client, server, "register", target, Email="Bob@Example.com")
-    bad = await client.appapi("AppCheckEmailVerificationCode", Type="register",
-                              Email="bob@example.com", VerificationCode="xx")
+    bad = await client.appapi(
+        "AppCheckEmailVerificationCode",
+        Type="register",
+        Email="bob@example.com",
+        VerificationCode="xx",
+    )
     assert error_code(bad) == "InvalidParameterValue.VerificationCodeError"
-    ok_data(await client.appapi("AppCheckEmailVerificationCode", Type="register",
-                                Email="bob@example.com", VerificationCode=code))
-    ok_data(await client.appapi("AppCreateEmailUser", Email="bob@example.com",
-                                VerificationCode=code, Password=PW))
+    ok_data(
+        await client.appapi(
+            "AppCheckEmailVerificationCode",
+            Type="register",
+            Email="bob@example.com",
+            VerificationCode=code,
+        )
+    )
+    ok_data(
+        await client.appapi(
+            "AppCreateEmailUser", Email="bob@example.com", VerificationCode=code, Password=PW
+        )
+    )
     token = await login(client, Type="email", Email="BOB@example.com", Password=PW)
     assert ok_data(await client.tokenapi(token, "AppGetUser"))["Data"]["Email"] == (
-        "bob@example.com")
+        "bob@example.com"
+    )
 
     clock.advance(61)
     reset = await send_code(client, server, "resetpass", target, Email="bob@example.com")
-    ok_data(await client.appapi("AppResetPasswordByEmail", Email="bob@example.com",
-                                VerificationCode=reset, Password="another password"))
+    ok_data(
+        await client.appapi(
+            "AppResetPasswordByEmail",
+            Email="bob@example.com",
+            VerificationCode=reset,
+            Password="another password",
+        )
+    )
     assert error_code(await client.tokenapi(token, "AppGetUser")) == (
-        "InvalidParameterValue.InvalidAccessToken")
+        "InvalidParameterValue.InvalidAccessToken"
+    )
     await login(client, Email="bob@example.com", Password="another password")  # Type inferred
-    again = await client.appapi("AppResetPasswordByEmail", Email="bob@example.com",
-                                VerificationCode=reset, Password="third password")
+    again = await client.appapi(
+        "AppResetPasswordByEmail",
+        Email="bob@example.com",
+        VerificationCode=reset,
+        Password="third password",
+    )
     assert error_code(again) == "InvalidParameterValue.VerificationCodeExpired"  # single use
-    invalid = await client.appapi("AppSendEmailVerificationCode", Type="register",
-                                  Email="not-an-address")
+    invalid = await client.appapi(
+        "AppSendEmailVerificationCode", Type="register", Email="not-an-address"
+    )
     assert error_code(invalid) == "InvalidParameterValue.EmailInvalid"
 
 
-async def test_reset_password_by_cellphone(server: Ivcloud, client: AppApiClient,
-                                           clock: OffsetClock) -> None:
+async def test_reset_password_by_cellphone(
+    server: Ivcloud, client: AppApiClient, clock: OffsetClock
+) -> None:
     await register_phone(client, server, clock)
     token = await login(client, Type="phone", Password=PW, **PHONE)
     code = await send_code(client, server, "resetpass")
-    short = await client.appapi("AppResetPasswordByCellphone", VerificationCode=code,
-                                Password="1234567", **PHONE)
+    short = await client.appapi(
+        "AppResetPasswordByCellphone", VerificationCode=code, Password="1234567", **PHONE
+    )
     assert error_code(short) == "InvalidParameterValue.PasswordInvalid"
-    ok_data(await client.appapi("AppResetPasswordByCellphone", VerificationCode=code,
-                                Password="12345678", **PHONE))
+    ok_data(
+        await client.appapi(
+            "AppResetPasswordByCellphone", VerificationCode=code, Password="12345678", **PHONE
+        )
+    )
     assert error_code(await client.tokenapi(token, "AppGetUser")) == (
-        "InvalidParameterValue.InvalidAccessToken")
+        "InvalidParameterValue.InvalidAccessToken"
+    )
     await login(client, Type="phone", Password="12345678", **PHONE)
-    unknown = await client.appapi("AppResetPasswordByCellphone", VerificationCode="123456",
-                                  Password="12345678", CountryCode="86",
-                                  PhoneNumber="13900000000")
+    unknown = await client.appapi(
+        "AppResetPasswordByCellphone",
+        VerificationCode="123456",
+        Password="12345678",
+        CountryCode="86",
+        PhoneNumber="13900000000",
+    )
     assert error_code(unknown) == "InvalidParameterValue.ErrorUserNotExists"
 
 
 async def test_wechat_login_registers_once(client: AppApiClient) -> None:
-    first = ok_data(await client.appapi("AppGetTokenByWeiXin", WxOpenID="o-123",
-                                        NickName="Wei", Avatar="https://x.example/w.png"))
-    second = ok_data(await client.appapi("AppGetTokenByWeiXin", WxOpenID="o-123",
-                                         NickName="Other"))
+    first = ok_data(
+        await client.appapi(
+            "AppGetTokenByWeiXin",
+            WxOpenID="o-123",
+            NickName="Wei",
+            Avatar="https://x.example/w.png",
+        )
+    )
+    second = ok_data(await client.appapi("AppGetTokenByWeiXin", WxOpenID="o-123", NickName="Other"))
     t1, t2 = first["Data"]["Token"], second["Data"]["Token"]
     assert t1 != t2 and first["Data"]["ExpireAt"] > time.time()
     u1 = ok_data(await client.tokenapi(t1, "AppGetUser"))["Data"]
     u2 = ok_data(await client.tokenapi(t2, "AppGetUser"))["Data"]
     assert u1 == u2
     assert (u1["NickName"], u1["WxOpenID"], u1["HasWxOpenID"], u1["HasPassword"]) == (
-        "Wei", "o-123", 1, 0)
+        "Wei",
+        "o-123",
+        1,
+        0,
+    )
     assert error_code(await client.appapi("AppGetTokenByWeiXin", NickName="x")) == (
-        "ErrorRequiredParamNotFound")
+        "ErrorRequiredParamNotFound"
+    )
 
 
-async def test_login_rejections(server: Ivcloud, client: AppApiClient,
-                                clock: OffsetClock) -> None:
+async def test_login_rejections(server: Ivcloud, client: AppApiClient, clock: OffsetClock) -> None:
     await register_phone(client, server, clock)
     cases: list[tuple[dict[str, Any], str]] = [
-        ({"Type": "phone", "CountryCode": "86", "PhoneNumber": "13900000000", "Password": PW},
-         "InvalidParameterValue.ErrorUserNotExists"),
-        ({"Type": "phone", **PHONE, "Password": "wrong password"},
-         "InvalidParameterValue.UserLoginFailed"),
+        (
+            {"Type": "phone", "CountryCode": "86", "PhoneNumber": "13900000000", "Password": PW},
+            "InvalidParameterValue.ErrorUserNotExists",
+        ),
+        (
+            {"Type": "phone", **PHONE, "Password": "wrong password"},
+            "InvalidParameterValue.UserLoginFailed",
+        ),
         ({"Type": "phone", **PHONE}, "ErrorRequiredParamNotFound"),
         ({"Type": "fax", **PHONE, "Password": PW}, "InvalidParameterValue"),
-        ({"Type": "phone", "CountryCode": "86", "PhoneNumber": "1380000", "Password": PW},
-         "InvalidParameterValue.PhoneNumberInvalid"),
-        ({"Type": "phone", "CountryCode": "86", "PhoneNumber": "abc", "Password": PW},
-         "InvalidParameterValue.PhoneNumberInvalid"),
-        ({"Type": "email", "Email": "nobody@example.com", "Password": PW},
-         "InvalidParameterValue.ErrorUserNotExists"),
+        (
+            {"Type": "phone", "CountryCode": "86", "PhoneNumber": "1380000", "Password": PW},
+            "InvalidParameterValue.PhoneNumberInvalid",
+        ),
+        (
+            {"Type": "phone", "CountryCode": "86", "PhoneNumber": "abc", "Password": PW},
+            "InvalidParameterValue.PhoneNumberInvalid",
+        ),
+        (
+            {"Type": "email", "Email": "nobody@example.com", "Password": PW},
+            "InvalidParameterValue.ErrorUserNotExists",
+        ),
         ({"Type": "email", "Email": "@@", "Password": PW}, "InvalidParameterValue.EmailInvalid"),
-        ({"Type": "phone", **PHONE, "VerificationCode": "000000"},
-         "InvalidParameterValue.VerificationCodeExpired"),  # no login code was sent
+        (
+            {"Type": "phone", **PHONE, "VerificationCode": "000000"},
+            "InvalidParameterValue.VerificationCodeExpired",
+        ),  # no login code was sent
         ({"Type": "phone", **PHONE, "Password": ["x"]}, "InvalidParameter"),
     ]
     for params, code in cases:
@@ -245,20 +330,28 @@ async def test_login_rejections(server: Ivcloud, client: AppApiClient,
     assert error_code(await client.tokenapi(token, "AppGetToken")) == "InvalidAction"
 
 
-async def test_users_belong_to_one_app(server: Ivcloud, client: AppApiClient,
-                                       admin: httpx.AsyncClient, appclient: httpx.AsyncClient,
-                                       clock: OffsetClock) -> None:
+async def test_users_belong_to_one_app(
+    server: Ivcloud,
+    client: AppApiClient,
+    admin: httpx.AsyncClient,
+    appclient: httpx.AsyncClient,
+    clock: OffsetClock,
+) -> None:
     user_a = await register_phone(client, server, clock)
     other = AppApiClient(appclient, await create_app(admin))
-    assert error_code(await other.appapi("AppGetToken", Type="phone", Password=PW,
-                                         **PHONE)) == "InvalidParameterValue.ErrorUserNotExists"
+    assert (
+        error_code(await other.appapi("AppGetToken", Type="phone", Password=PW, **PHONE))
+        == "InvalidParameterValue.ErrorUserNotExists"
+    )
     # The same phone number registers separately in app B (a different user).
     user_b = await register_phone(other, server, clock, password="password b")
     assert user_b != user_a
     token_b = await login(other, Type="phone", Password="password b", **PHONE)
     assert ok_data(await other.tokenapi(token_b, "AppGetUser"))["Data"]["UserID"] == user_b
-    assert error_code(await client.appapi("AppGetToken", Type="phone", Password="password b",
-                                          **PHONE)) == "InvalidParameterValue.UserLoginFailed"
+    assert (
+        error_code(await client.appapi("AppGetToken", Type="phone", Password="password b", **PHONE))
+        == "InvalidParameterValue.UserLoginFailed"
+    )
 
 
 async def test_code_rules(server: Ivcloud, client: AppApiClient, clock: OffsetClock) -> None:
@@ -267,53 +360,63 @@ async def test_code_rules(server: Ivcloud, client: AppApiClient, clock: OffsetCl
     assert error_code(again) == "InvalidParameterValue.SendVerifyCodeTooQuick"
     bad_type = await client.appapi("AppSendVerificationCode", Type="hello", **PHONE)
     assert error_code(bad_type) == "InvalidParameterValue"
-    bad_phone = await client.appapi("AppSendVerificationCode", Type="register",
-                                    CountryCode="86", PhoneNumber="2380000000x")
+    bad_phone = await client.appapi(
+        "AppSendVerificationCode", Type="register", CountryCode="86", PhoneNumber="2380000000x"
+    )
     assert error_code(bad_phone) == "InvalidParameterValue.PhoneNumberInvalid"
     wrong = "000000" if code != "000000" else "111111"
     # A register code is not a login code.
-    assert error_code(await client.appapi("AppGetToken", Type="phone", VerificationCode=code,
-                                          **PHONE)) == "InvalidParameterValue.ErrorUserNotExists"
+    assert (
+        error_code(await client.appapi("AppGetToken", Type="phone", VerificationCode=code, **PHONE))
+        == "InvalidParameterValue.ErrorUserNotExists"
+    )
     for _ in range(5):
-        doc = await client.appapi("AppCheckVerificationCode", Type="register",
-                                  VerificationCode=wrong, **PHONE)
+        doc = await client.appapi(
+            "AppCheckVerificationCode", Type="register", VerificationCode=wrong, **PHONE
+        )
         assert error_code(doc) == "InvalidParameterValue.VerificationCodeError"
-    dead = await client.appapi("AppCreateCellphoneUser", VerificationCode=code, Password=PW,
-                               **PHONE)
+    dead = await client.appapi(
+        "AppCreateCellphoneUser", VerificationCode=code, Password=PW, **PHONE
+    )
     assert error_code(dead) == "InvalidParameterValue.VerificationCodeExpired"
 
     clock.advance(61)
     code = await send_code(client, server, "register")
     clock.advance(5 * 60 + 1)
-    expired = await client.appapi("AppCreateCellphoneUser", VerificationCode=code, Password=PW,
-                                  **PHONE)
+    expired = await client.appapi(
+        "AppCreateCellphoneUser", VerificationCode=code, Password=PW, **PHONE
+    )
     assert error_code(expired) == "InvalidParameterValue.VerificationCodeExpired"
 
     code = await send_code(client, server, "register")
-    short = await client.appapi("AppCreateCellphoneUser", VerificationCode=code, Password="x",
-                                **PHONE)
+    short = await client.appapi(
+        "AppCreateCellphoneUser", VerificationCode=code, Password="x", **PHONE
+    )
     assert error_code(short) == "InvalidParameterValue.PasswordInvalid"  # code not spent
-    ok_data(await client.appapi("AppCreateCellphoneUser", VerificationCode=code, Password=PW,
-                                **PHONE))
-    exists = await client.appapi("AppCreateCellphoneUser", VerificationCode=code, Password=PW,
-                                 **PHONE)
+    ok_data(
+        await client.appapi("AppCreateCellphoneUser", VerificationCode=code, Password=PW, **PHONE)
+    )
+    exists = await client.appapi(
+        "AppCreateCellphoneUser", VerificationCode=code, Password=PW, **PHONE
+    )
     assert error_code(exists) == "InvalidParameterValue.UserAlreadyExists"
     clock.advance(61)
     taken = await client.appapi("AppSendVerificationCode", Type="register", **PHONE)
     assert error_code(taken) == "InvalidParameterValue.UserAlreadyExists"
-    nobody = await client.appapi("AppSendVerificationCode", Type="resetpass",
-                                 CountryCode="86", PhoneNumber="13900000000")
+    nobody = await client.appapi(
+        "AppSendVerificationCode", Type="resetpass", CountryCode="86", PhoneNumber="13900000000"
+    )
     assert error_code(nobody) == "InvalidParameterValue.ErrorUserNotExists"
     # A login code works once.
     login_code = await send_code(client, server, "login")
     await login(client, Type="phone", VerificationCode=login_code, **PHONE)
-    reused = await client.appapi("AppGetToken", Type="phone", VerificationCode=login_code,
-                                 **PHONE)
+    reused = await client.appapi("AppGetToken", Type="phone", VerificationCode=login_code, **PHONE)
     assert error_code(reused) == "InvalidParameterValue.VerificationCodeExpired"
 
 
-async def test_update_user_binds_phone_and_email(server: Ivcloud, client: AppApiClient,
-                                                 clock: OffsetClock) -> None:
+async def test_update_user_binds_phone_and_email(
+    server: Ivcloud, client: AppApiClient, clock: OffsetClock
+) -> None:
     await register_phone(client, server, clock)  # owns PHONE
     wx = ok_data(await client.appapi("AppGetTokenByWeiXin", WxOpenID="o-9"))["Data"]["Token"]
     other = {"CountryCode": "1", "PhoneNumber": "4155550100"}
@@ -325,8 +428,11 @@ async def test_update_user_binds_phone_and_email(server: Ivcloud, client: AppApi
     assert error_code(long_nick) == "InvalidParameterValue"
 
     code = await send_code(client, server, "register", Target.phone("1", "4155550100"), **other)
-    ok_data(await client.tokenapi(wx, "AppUpdateUser", VerificationCode=code,
-                                  NewPassword="wechat password", **other))
+    ok_data(
+        await client.tokenapi(
+            wx, "AppUpdateUser", VerificationCode=code, NewPassword="wechat password", **other
+        )
+    )
     me = ok_data(await client.tokenapi(wx, "AppGetUser"))["Data"]
     assert (me["CountryCode"], me["PhoneNumber"], me["HasPassword"]) == ("1", "4155550100", 1)
     await login(client, Type="phone", Password="wechat password", **other)
@@ -336,13 +442,19 @@ async def test_update_user_binds_phone_and_email(server: Ivcloud, client: AppApi
 
     mail = Target.email("wei@example.com")
     code = await send_code(client, server, "register", mail, Email="wei@example.com")
-    ok_data(await client.tokenapi(wx, "AppUpdateUser", Email="wei@example.com",
-                                  VerificationCode=code))
+    ok_data(
+        await client.tokenapi(wx, "AppUpdateUser", Email="wei@example.com", VerificationCode=code)
+    )
     await login(client, Type="email", Email="wei@example.com", Password="wechat password")
 
 
-async def test_find_user(server: Ivcloud, client: AppApiClient, admin: httpx.AsyncClient,
-                         appclient: httpx.AsyncClient, clock: OffsetClock) -> None:
+async def test_find_user(
+    server: Ivcloud,
+    client: AppApiClient,
+    admin: httpx.AsyncClient,
+    appclient: httpx.AsyncClient,
+    clock: OffsetClock,
+) -> None:
     user_id = await register_phone(client, server, clock)
     token = await login(client, Type="phone", Password=PW, **PHONE)
     ok_data(await client.tokenapi(token, "AppUpdateUser", NickName="Ann"))
@@ -357,4 +469,5 @@ async def test_find_user(server: Ivcloud, client: AppApiClient, admin: httpx.Asy
     hidden = await other.tokenapi(wx_b, "AppFindUser", Type="phone", **PHONE)
     assert error_code(hidden) == "InvalidParameterValue.ErrorUserNotExists"
     assert error_code(await client.appapi("AppFindUser", Type="phone", **PHONE)) == (
-        "InvalidAction")
+        "InvalidAction"
+    )

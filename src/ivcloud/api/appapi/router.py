@@ -6,18 +6,18 @@ Always HTTP 200 with ``{"code","msg","data"}``; ``data.RequestId`` echoes the cl
 
 from __future__ import annotations
 
-import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import structlog
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ivcloud.api.appapi.registry import ActionRegistry, Call
 from ivcloud.protocol import appapi
 from ivcloud.protocol.appapi import AppApiError
+from ivcloud.protocol.jsontext import BadJson, dumps_safe, loads_json, require_strict
 from ivcloud.services.errors import DeviceOffline, DeviceTimeout, ServiceError
 
 if TYPE_CHECKING:
@@ -33,8 +33,13 @@ _SERVICE_CODES = {
 }
 
 
+def _ascii(value: object) -> TypeGuard[str]:
+    """AppKeys and AccessTokens are ASCII; anything else cannot match one."""
+    return isinstance(value, str) and value.isascii() and 0 < len(value) <= 256
+
+
 def _reply(body: dict[str, Any]) -> Response:
-    return JSONResponse(body, status_code=200)
+    return Response(dumps_safe(body), status_code=200, media_type="application/json")
 
 
 class AppApiEndpoints:
@@ -67,9 +72,9 @@ class AppApiEndpoints:
             if len(raw) > MAX_BODY:
                 raise AppApiError(appapi.INVALID_PARAMETER, "request body is too large")
             try:
-                body = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                raise AppApiError(appapi.INVALID_JSON, "request body is not JSON") from None
+                body = loads_json(raw)
+            except BadJson as exc:
+                raise AppApiError(appapi.INVALID_JSON, f"request body: {exc}") from None
             if not isinstance(body, dict):
                 raise AppApiError(appapi.INVALID_JSON, "request body is not a JSON object")
             rid = body.get("RequestId", "")
@@ -98,7 +103,7 @@ class AppApiEndpoints:
         instance = self._instance
         if signed:
             app_key = body.get("AppKey")
-            app = await instance.apps.by_key(app_key) if isinstance(app_key, str) else None
+            app = await instance.apps.by_key(app_key) if _ascii(app_key) else None
             if app is None:
                 raise AppApiError(appapi.APP_KEY_NOT_FOUND, "unknown AppKey")
             now = int(time.time())
@@ -111,13 +116,16 @@ class AppApiEndpoints:
             token = None
         else:
             raw_token = body.get("AccessToken")
-            user = (
-                await instance.users.authenticate(raw_token) if isinstance(raw_token, str) else None
-            )
+            user = await instance.users.authenticate(raw_token) if _ascii(raw_token) else None
             if user is None:
                 raise AppApiError(appapi.INVALID_ACCESS_TOKEN, "AccessToken is invalid or expired")
             app = await instance.apps.get(user.app_id)
             token = raw_token
+        try:
+            # After authentication, so a bad credential gets its own error code.
+            require_strict(body)
+        except BadJson as exc:
+            raise AppApiError(appapi.INVALID_JSON, f"request body: {exc}") from None
         action = self._registry.get(name)
         if action is None or (action.auth == "sign") != signed:
             where = "appapi" if signed else "tokenapi"
