@@ -47,6 +47,7 @@ class AppService:
         self._products = products
         self._clock = clock
         self._by_key: dict[str, AppInfo] = {}
+        self._by_id: dict[str, AppInfo] = {}
 
     async def create(self, name: str) -> AppInfo:
         name = name.strip()
@@ -76,11 +77,21 @@ class AppService:
         )
 
     async def get(self, app_id: str) -> AppInfo:
+        """Cached: every tokenapi call resolves its user's app."""
+        info = self._by_id.get(app_id)
+        if info is not None:
+            return info
         async with self._sessions() as s:
             row = await s.get(App, app_id)
             if row is None:
                 raise NotFound(f"app {app_id} does not exist")
-            return await self._load(s, row)
+            info = await self._load(s, row)
+        self._by_id[app_id] = info
+        return info
+
+    def _forget(self) -> None:
+        self._by_key.clear()
+        self._by_id.clear()
 
     async def list(self) -> list[AppInfo]:
         async with self._sessions() as s:
@@ -109,7 +120,7 @@ class AppService:
                 s.add(AppProduct(app_id=app_id, product_id=product_id))
         except IntegrityError:
             pass  # already linked: linking is idempotent
-        self._by_key.clear()
+        self._forget()
         return await self.get(app_id)
 
     async def unlink_product(self, app_id: str, product_id: str) -> AppInfo:
@@ -119,7 +130,7 @@ class AppService:
                     AppProduct.app_id == app_id, AppProduct.product_id == product_id
                 )
             )
-        self._by_key.clear()
+        self._forget()
         return await self.get(app_id)
 
     async def delete(self, app_id: str) -> None:
@@ -128,7 +139,7 @@ class AppService:
             if row is None:
                 raise NotFound(f"app {app_id} does not exist")
             await s.delete(row)
-        self._by_key.clear()
+        self._forget()
 
     async def links(self, app_id: str, product_id: str) -> bool:
         info = await self.get(app_id)
