@@ -25,14 +25,14 @@ from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ivcloud.bus.events import BusEvent, DeviceBindingChanged
-from ivcloud.protocol import appapi_errors as codes
 from ivcloud.protocol import thing
 from ivcloud.services.access import AccessService
 from ivcloud.services.binding import STATE_CREATED, STATE_REPORTED, STATE_USED
 from ivcloud.services.control import new_client_token
 from ivcloud.services.devices import DeviceRecord, DeviceService
-from ivcloud.services.errors import Forbidden, InvalidInput, NotFound
+from ivcloud.services.errors import Forbidden
 from ivcloud.services.families import FamilyService
+from ivcloud.services.family_types import ProductNotLinked, TokenExpired, TokenNotExist
 from ivcloud.services.ports import Clock, Downlink
 from ivcloud.services.users import UserInfo
 from ivcloud.store.schema_app import AppBindToken
@@ -40,18 +40,6 @@ from ivcloud.store.schema_app import AppBindToken
 TOKEN_TTL_MS = 10 * 60 * 1000
 #: Expired tokens are deleted this long after expiry (the app may still poll a little).
 PURGE_AFTER_MS = 24 * 3600 * 1000
-
-
-class BindTokenNotExist(NotFound):
-    code = codes.TOKEN_NOT_EXIST
-
-
-class BindTokenExpired(InvalidInput):
-    code = codes.TOKEN_IS_EXPIRE
-
-
-class ProductNotLinked(Forbidden):
-    code = codes.APP_NO_PERMISSION_TO_STUDIO_PRODUCT
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +97,7 @@ class AppBindingService:
     async def _own(self, s: AsyncSession, user: UserInfo, token: str) -> AppBindToken:
         row = await s.get(AppBindToken, token)
         if row is None:
-            raise BindTokenNotExist("the bind token does not exist")
+            raise TokenNotExist("the bind token does not exist")
         if row.user_id != user.user_id:
             raise Forbidden("the bind token belongs to another user")
         return row
@@ -121,7 +109,7 @@ class AppBindingService:
         async with self._sessions() as s:
             row = await self._own(s, user, token)
         if row.state == STATE_CREATED and row.expires_ms <= self._clock.now_ms():
-            raise BindTokenExpired("the bind token has expired")
+            raise TokenExpired("the bind token has expired")
         return BindTokenState(
             row.state, row.product_id or "", row.device_name or "", row.expires_ms
         )
@@ -140,9 +128,9 @@ class AppBindingService:
         async with self._sessions() as s:
             row = await self._own(s, user, token)
         if row.expires_ms <= now:
-            raise BindTokenExpired("the bind token has expired")
+            raise TokenExpired("the bind token has expired")
         if row.state == STATE_USED:
-            raise BindTokenExpired("the bind token has already been used")
+            raise TokenExpired("the bind token has already been used")
         if (
             row.state != STATE_REPORTED
             or row.product_id != product_id
@@ -156,7 +144,7 @@ class AppBindingService:
             raise Forbidden("no permission for this device")
         await self._access.require_family(user, family_id, admin=False)
         if not await self._consume(token, STATE_REPORTED, STATE_USED, now):
-            raise BindTokenExpired("the bind token has already been used")
+            raise TokenExpired("the bind token has already been used")
         try:
             await self._families.bind_device(user, family_id, room_id, rec)
         except Exception:

@@ -92,9 +92,9 @@ from ivcloud.protocol.errors import ProtocolError
 from ivcloud.protocol.mqtt.names import valid_topic_name
 from ivcloud.protocol.topics import may_subscribe
 from ivcloud.services.access import Access
-from ivcloud.services.app_binding import ProductNotLinked
 from ivcloud.services.devices import DeviceRecord
 from ivcloud.services.errors import DeviceOffline, Forbidden, InvalidInput
+from ivcloud.services.family_types import ProductNotLinked
 
 log = structlog.get_logger("ivcloud.appapi.extra_devices")
 
