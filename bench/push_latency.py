@@ -35,8 +35,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from ivcloud.app import Ivcloud
 from ivcloud.config import Settings
 from ivcloud.logs import configure
-from ivcloud.runner import keep_gc_cheap
 from ivcloud.protocol.credentials import make_username, sign_password
+from ivcloud.runner import keep_gc_cheap
 
 MODEL: dict[str, Any] = {
     "version": "1.0",
