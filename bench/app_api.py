@@ -180,48 +180,7 @@ class IvcloudServer(Server):
     experiments, not the product as shipped."""
 
     def __init__(self, data_dir: Path, wrapper: str = "") -> None:
-        super().__init__(data_dir)
-        self.wrapper = wrapper
-
-    def start(self, timeout: float = 60.0) -> None:
-        if not self.wrapper:
-            super().start(timeout)
-            return
-        info_file = self.data_dir / "server.json"
-        info_file.unlink(missing_ok=True)
-        env = dict(os.environ, IVCLOUD_LOG_LEVEL="warning", IVCLOUD_MQTT_WS_PORT="0")
-        cmd = [
-            sys.executable,
-            str(BENCH_DIR / self.wrapper),
-            "serve",
-            "--data-dir",
-            str(self.data_dir),
-            "--http-port",
-            "0",
-            "--mqtt-port",
-            "0",
-        ]
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own venv
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_tail()}")
-            if info_file.exists():
-                try:
-                    info = json.loads(info_file.read_text())
-                except json.JSONDecodeError:
-                    time.sleep(0.05)
-                    continue
-                self.mqtt_port = int(info["mqtt_port"])
-                self.http_url = info["http_url"]
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server.json did not appear in {timeout}s:\n{self.log_tail()}")
+        super().__init__(data_dir, wrapper=wrapper)
 
 
 # -- 3. load generator and profiler ----------------------------------------------------------

@@ -107,9 +107,12 @@ async def provision(data_dir: Path, count: int) -> dict[str, Any]:
 
 
 class Server:
-    def __init__(self, data_dir: Path, gcstats: bool = False) -> None:
+    def __init__(self, data_dir: Path, gcstats: bool = False, wrapper: str = "") -> None:
+        """``wrapper``: a bench script in bench/ with the same CLI as ``ivcloud`` (an
+        experiment, e.g. ``serve_gcstats.py``); default the real console script."""
         self.data_dir = data_dir
         self.gcstats = gcstats
+        self.wrapper = wrapper or ("serve_gcstats.py" if gcstats else "")
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
         self.mqtt_port = 0
@@ -123,11 +126,11 @@ class Server:
             IVCLOUD_LOG_LEVEL="warning",
             IVCLOUD_MQTT_WS_PORT="0",  # the default 8083 may be taken; 0 = a free port
         )
-        # The real console script; with gcstats the same CLI behind a wrapper that only times
-        # garbage collections (bench/serve_gcstats.py).
+        # The real console script, or the same CLI behind a bench wrapper (e.g.
+        # serve_gcstats.py, which only times garbage collections).
         launcher = (
-            [sys.executable, str(BENCH_DIR / "serve_gcstats.py")]
-            if self.gcstats
+            [sys.executable, str(BENCH_DIR / self.wrapper)]
+            if self.wrapper
             else [str(VENV_BIN / "ivcloud")]
         )
         cmd = [
