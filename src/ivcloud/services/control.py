@@ -87,9 +87,7 @@ class ControlService:
     ) -> ControlResult:
         """Validate against the model (only ``rw`` properties), store as pending, send if
         online; with ``wait_s`` > 0 also wait that long for the device's control_reply."""
-        model = await self._products.thing_model(rec.product_id)
-        if model is None:
-            raise InvalidInput(f"product {rec.product_id} has no thing model")
+        model = await self._products.require_model(rec.product_id)
         try:
             clean = model.validate_control(params)
         except ValidationFailed as exc:
@@ -166,9 +164,7 @@ class ControlService:
     ) -> ActionResult:
         """``client_token`` lets a caller that answers before the device does (an async
         action) hand out the token the device will echo."""
-        model = await self._products.thing_model(rec.product_id)
-        if model is None:
-            raise InvalidInput(f"product {rec.product_id} has no thing model")
+        model = await self._products.require_model(rec.product_id)
         try:
             clean = model.validate_action_input(action_id, params)
         except ValidationFailed as exc:

@@ -28,9 +28,9 @@ from ivcloud.services.family_types import (
     RoomInfo,
     TokenExpired,
     TokenNotExist,
-    UserNotExists,
 )
 from ivcloud.services.ports import Bus, Clock
+from ivcloud.services.share_tokens import add_share_token
 from ivcloud.services.users import UserInfo
 from ivcloud.store.schema import Device
 from ivcloud.store.schema_app import (
@@ -324,25 +324,16 @@ class FamilyService:
         """A family invitation token and its expiry (ms); admin only.  With ``to_user_id``
         (in-app invite) the recipient must be a user of the same app."""
         await self._access.require_family(user, family_id, admin=True)
-        now = self._clock.now_ms()
-        token = secrets.token_hex(16)
         async with self._sessions.begin() as s:
-            if to_user_id is not None:
-                target = await s.get(User, to_user_id)
-                if target is None or target.app_id != user.app_id:
-                    raise UserNotExists("the invited user does not exist")
-            s.add(
-                ShareToken(
-                    token=token,
-                    kind="family",
-                    from_user_id=user.user_id,
-                    family_id=family_id,
-                    to_user_id=to_user_id,
-                    created_ms=now,
-                    expires_ms=now + INVITE_TTL_MS,
-                )
+            return await add_share_token(
+                s,
+                kind="family",
+                sender=user,
+                family_id=family_id,
+                now_ms=self._clock.now_ms(),
+                ttl_ms=INVITE_TTL_MS,
+                to_user_id=to_user_id,
             )
-        return token, now + INVITE_TTL_MS
 
     async def join(self, user: UserInfo, token: str) -> str:
         """Join the family of an invitation; joining a family twice is a no-op.  Returns

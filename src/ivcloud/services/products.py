@@ -163,6 +163,14 @@ class ProductService:
             self._models[product_id] = model
         return model
 
+    async def require_model(self, product_id: str) -> ThingModel:
+        """The compiled model, for use-cases that validate against it: a product without
+        one is the caller's input error (``InvalidInput``)."""
+        model = await self.thing_model(product_id)
+        if model is None:
+            raise InvalidInput(f"product {product_id} has no thing model")
+        return model
+
     def cached_model(self, product_id: str) -> ThingModel | None:
         return self._models.get(product_id)
 

@@ -13,7 +13,6 @@ expired, used, another app's, addressed to someone else, stale) is the same
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -25,6 +24,7 @@ from ivcloud.services.access import ROLE_ADMIN, Access, AccessService
 from ivcloud.services.devices import DeviceRecord
 from ivcloud.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ivcloud.services.ports import Clock
+from ivcloud.services.share_tokens import add_share_token
 from ivcloud.services.users import UserInfo
 from ivcloud.store.schema import Device
 from ivcloud.store.schema_app import DeviceShare, FamilyDevice, FamilyMember, ShareToken, User
@@ -78,29 +78,20 @@ class SharingService:
             raise Forbidden("the device is not in this family")
         if len(context) > CONTEXT_MAX:
             raise InvalidInput(f"TokenContext must be at most {CONTEXT_MAX} characters")
-        now = self._clock.now_ms()
-        token = secrets.token_hex(16)
+        if to_user_id == user.user_id:
+            raise InvalidInput("a device cannot be shared with oneself")
         async with self._sessions.begin() as s:
-            if to_user_id is not None:
-                target = await s.get(User, to_user_id)
-                if target is None or target.app_id != user.app_id:
-                    raise UserNotExists("the invited user does not exist")
-                if to_user_id == user.user_id:
-                    raise InvalidInput("a device cannot be shared with oneself")
-            s.add(
-                ShareToken(
-                    token=token,
-                    kind="device",
-                    from_user_id=user.user_id,
-                    family_id=device_family,
-                    device_id=rec.id,
-                    context=context,
-                    to_user_id=to_user_id,
-                    created_ms=now,
-                    expires_ms=now + SHARE_TTL_MS,
-                )
+            return await add_share_token(
+                s,
+                kind="device",
+                sender=user,
+                family_id=device_family,
+                now_ms=self._clock.now_ms(),
+                ttl_ms=SHARE_TTL_MS,
+                to_user_id=to_user_id,
+                device_id=rec.id,
+                context=context,
             )
-        return token, now + SHARE_TTL_MS
 
     # --- redeeming -----------------------------------------------------------------------
 

@@ -194,9 +194,7 @@ def register(reg: ActionRegistry) -> None:
         rec = await device_param(call, Access.SHARED)
         action_id = str_param(call.params, "ActionId", max_len=64)
         params = json_string_field(call.params, "InputParams", required=False)
-        model = await call.instance.products.thing_model(rec.product_id)
-        if model is None:
-            raise InvalidInput(f"product {rec.product_id} has no thing model")
+        model = await call.instance.products.require_model(rec.product_id)
         try:
             model.validate_action_input(action_id, params)
         except ValidationFailed as exc:

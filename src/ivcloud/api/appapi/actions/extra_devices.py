@@ -253,9 +253,7 @@ def register(reg: ActionRegistry) -> None:
                 INVALID_PARAMETER_VALUE,
                 "TimeStamp must be in milliseconds, within the last 24 h and not in the future",
             )
-        model = await call.instance.products.thing_model(rec.product_id)
-        if model is None:
-            raise InvalidInput(f"product {rec.product_id} has no thing model")
+        model = await call.instance.products.require_model(rec.product_id)
         try:
             params = model.validate_report(data)
         except ProtocolError as exc:
