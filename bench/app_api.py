@@ -67,7 +67,12 @@ TARGET = {"p99_ms": 20.0, "ratio": 0.5, "users": 1000}
 
 async def provision(data_dir: Path, n_users: int, n_devices: int) -> dict[str, Any]:
     settings = Settings(
-        data_dir=data_dir, http_port=0, mqtt_port=0, mqtt_ws_port=None, log_level="warning"
+        data_dir=data_dir,
+        http_port=0,
+        mqtt_port=0,
+        mqtt_ws_port=None,
+        stun_port=None,
+        log_level="warning",
     )
     configure("warning")
     instance = Ivcloud(settings)

@@ -105,7 +105,12 @@ async def asgi_post(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
 async def run(data_dir: Path, n: int, limit: int) -> list[dict[str, Any]]:
     doc = json.loads((data_dir / "users.json").read_text())
     settings = Settings(
-        data_dir=data_dir, http_port=0, mqtt_port=0, mqtt_ws_port=None, log_level="warning"
+        data_dir=data_dir,
+        http_port=0,
+        mqtt_port=0,
+        mqtt_ws_port=None,
+        stun_port=None,
+        log_level="warning",
     )
     configure("warning")
     inst = Ivcloud(settings)

@@ -74,7 +74,12 @@ def raise_nofile() -> int:
 
 async def provision(data_dir: Path, count: int) -> dict[str, Any]:
     settings = Settings(
-        data_dir=data_dir, http_port=0, mqtt_port=0, mqtt_ws_port=None, log_level="warning"
+        data_dir=data_dir,
+        http_port=0,
+        mqtt_port=0,
+        mqtt_ws_port=None,
+        stun_port=None,
+        log_level="warning",
     )
     configure("warning")
     instance = Ivcloud(settings)
@@ -125,6 +130,7 @@ class Server:
         env.update(
             IVCLOUD_LOG_LEVEL="warning",
             IVCLOUD_MQTT_WS_PORT="0",  # the default 8083 may be taken; 0 = a free port
+            IVCLOUD_STUN_PORT="off",  # live view is not measured here
         )
         # The real console script, or the same CLI behind a bench wrapper (e.g.
         # serve_gcstats.py, which only times garbage collections).

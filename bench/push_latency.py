@@ -74,6 +74,7 @@ async def _serve(data_dir: Path, pipe: Connection) -> None:
                 "http_port": 0,
                 "mqtt_port": 0,
                 "mqtt_ws_port": 0,
+                "stun_port": None,
                 "log_level": "warning",
             }
         )

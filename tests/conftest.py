@@ -26,6 +26,7 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
         "http_port": 0,
         "mqtt_port": 0,
         "mqtt_ws_port": 0,
+        "stun_port": 0,  # never the well-known 3478 in tests
         "report_batch_delay_ms": 1.0,
         "action_timeout_s": 5.0,
     }

@@ -20,14 +20,17 @@ from ivcloud.bus.memory import InMemoryBus
 from ivcloud.config import Settings
 from ivcloud.gateway.dispatch import ThingDispatcher
 from ivcloud.gateway.server import MqttGateway
+from ivcloud.media.stun_server import StunServer
 from ivcloud.services.access import AccessService
 from ivcloud.services.accounts import build_accounts
 from ivcloud.services.app_binding import AppBindingService
+from ivcloud.services.app_graph import AppGraph
 from ivcloud.services.apps import AppService
 from ivcloud.services.binding import BindingService
 from ivcloud.services.control import ControlService
 from ivcloud.services.devices import DeviceService
 from ivcloud.services.families import FamilyService
+from ivcloud.services.ice import IceService, public_stun_host, stun_url
 from ivcloud.services.ota import OtaService
 from ivcloud.services.ports import DownlinkRef, SystemClock
 from ivcloud.services.products import ProductService
@@ -71,6 +74,7 @@ class Endpoints:
     mqtt_host: str
     mqtt_port: int
     mqtt_ws_url: str | None
+    stun_url: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -80,6 +84,7 @@ class Endpoints:
             "mqtt_host": self.mqtt_host,
             "mqtt_port": self.mqtt_port,
             "mqtt_ws_url": self.mqtt_ws_url,
+            "stun_url": self.stun_url,
         }
 
 
@@ -102,22 +107,27 @@ class Ivcloud:
             batch_delay_ms=settings.report_batch_delay_ms,
             queue_max=settings.report_queue_max,
         )
-        self.products = ProductService(self.sessions, self.clock)
+        self.products = ProductService(self.sessions, self.clock, self.bus)
         self.devices = DeviceService(
             self.sessions, self.products, self.bus, self.clock, self.writer
         )
         self.telemetry = Telemetry(self.sessions, self.writer, self.bus, self.clock)
         self.binding = BindingService(self.sessions, self.bus, self.clock)
-        self.apps = AppService(self.sessions, self.products, self.clock)
+        self.apps = AppService(self.sessions, self.products, self.clock, self.bus)
         self.users = UserService(self.sessions, self.clock)
         # -- app side services (issue 3); each line added by the area's owner ----------
         # (accounts) (families/access) (binding/sharing) (push)
         self.accounts = build_accounts(
             settings, self.users, self.sessions, self.clock, key=url_key.encode()
         )
-        self.access = AccessService(self.sessions, self.devices, self.apps, self.clock)
+        self.graph = AppGraph(self.sessions)
+        self.bus.listen("entity.removed", self.graph.on_event)
+        self.bus.listen("entity.removed", self.devices.on_entity_removed)
+        self.access = AccessService(
+            self.sessions, self.devices, self.apps, self.clock, self.graph
+        )
         self.families = FamilyService(
-            self.sessions, self.access, self.devices, self.clock, self.bus
+            self.sessions, self.access, self.devices, self.clock, self.bus, self.graph
         )
         self.downlink = DownlinkRef()
         # (binding/sharing) after the downlink: bind_device/unbind_device notices go down it
@@ -125,7 +135,7 @@ class Ivcloud:
             self.sessions, self.devices, self.access, self.families, self.downlink, self.clock
         )
         self.bus.listen("device.binding", self.app_binding.on_binding_changed)
-        self.sharing = SharingService(self.sessions, self.access, self.clock)
+        self.sharing = SharingService(self.sessions, self.access, self.clock, self.graph)
         self.push = PushHub(self.bus, self.users, self.access, self.clock)
         self.control = ControlService(
             self.sessions,
@@ -133,6 +143,7 @@ class Ivcloud:
             self.downlink,
             self.bus,
             self.clock,
+            self.writer,
             action_timeout_s=settings.action_timeout_s,
         )
         self.ota = OtaService(
@@ -158,6 +169,9 @@ class Ivcloud:
         )
         self.gateway = MqttGateway(self.dispatcher, max_packet_size=settings.max_packet_size)
         self.downlink.target = self.gateway
+        # (live video) STUN listener; ICE server list with minted TURN credentials
+        self.stun = StunServer(rate_limit=settings.stun_rate_limit)
+        self.ice = IceService.from_settings(settings)
         self.http_app = build_http_app(self, url_key=url_key.encode())
         self._http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -170,6 +184,10 @@ class Ivcloud:
         await self.devices.warm_cache()
         self.writer.start()
         await self.gateway.start(s.host, s.mqtt_port, ws_port=s.mqtt_ws_port)
+        if s.stun_port is not None:
+            await self.stun.start(s.stun_host or s.host, s.stun_port)
+            assert self.stun.port is not None
+            self.ice.stun_urls = [stun_url(public_stun_host(s), self.stun.port)]
         sock = bind_socket(s.host, s.http_port)
         http_port = sock.getsockname()[1]
         self.ota.base_url = s.base_url(http_port)
@@ -189,6 +207,7 @@ class Ivcloud:
             mqtt_host=display_host,
             mqtt_port=self.gateway.port,
             mqtt_ws_url=f"ws://{display_host}:{ws_port}/mqtt" if ws_port else None,
+            stun_url=self.ice.stun_urls[0] if self.ice.stun_urls else None,
         )
         (s.data_dir / "server.json").write_text(json.dumps(self.endpoints.to_json(), indent=2))
         log.info("ivcloud_started", **self.endpoints.to_json())
@@ -200,6 +219,7 @@ class Ivcloud:
             if self._http_task is not None:
                 await self._http_task
             self._http = None
+        await self.stun.stop()
         await self.gateway.stop()
         await self.writer.stop()
         await self.engine.dispose()

@@ -6,12 +6,15 @@ away with one ``rm -r``.  Precedence: explicit arguments > environment > TOML fi
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ivcloud.services.ice import DEFAULT_TURN_TTL_S, validate_turn_url
 
 DEFAULT_DATA_DIR = Path(".ivcloud")
 
@@ -75,6 +78,68 @@ class Settings(BaseSettings):
     password_hash_time_cost: int = Field(default=3, ge=1, description="argon2id passes.")
     password_hash_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory.")
     password_hash_parallelism: int = Field(default=4, ge=1, description="argon2id lanes.")
+    # -- live video NAT traversal: ivcloud answers STUN; TURN is an external server -------
+    stun_host: str | None = Field(
+        default=None,
+        description="UDP address the STUN listener binds; default: host. "
+        "'::' = IPv6 and IPv4 (dual-stack).",
+    )
+    stun_port: int | None = Field(
+        default=3478,
+        ge=0,
+        le=65535,
+        description="UDP port ivcloud answers STUN on; 0 = a free port; 'off' = no listener.",
+    )
+    stun_public_host: str | None = Field(
+        default=None,
+        description="Host put into the stun: URL given to clients; default: "
+        "the host of public_url, else the bind address.",
+    )
+    stun_rate_limit: int = Field(
+        default=100, ge=0, description="STUN answers per source IP per second; 0 = unlimited."
+    )
+    turn_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="TURN server URLs handed to clients (turn:host:3478?transport=udp, "
+        "turns:host:5349); JSON list or comma-separated.",
+    )
+    turn_secret: SecretStr | None = Field(
+        default=None, description="The TURN server's static-auth-secret (coturn use-auth-secret)."
+    )
+    turn_ttl_seconds: int = Field(
+        default=DEFAULT_TURN_TTL_S,
+        ge=60,
+        le=7 * 86400,
+        description="Lifetime of minted TURN credentials.",
+    )
+
+    @field_validator("stun_port", mode="before")
+    @classmethod
+    def _stun_off(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "disabled"):
+            return None
+        return value
+
+    @field_validator("turn_urls", mode="before")
+    @classmethod
+    def _split_turn_urls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [u.strip() for u in text.split(",") if u.strip()]
+        return value
+
+    @field_validator("turn_urls")
+    @classmethod
+    def _check_turn_urls(cls, value: list[str]) -> list[str]:
+        return [validate_turn_url(u) for u in value]
+
+    @model_validator(mode="after")
+    def _turn_needs_secret(self) -> Settings:
+        if self.turn_urls and self.turn_secret is None:
+            raise ValueError("turn_urls need turn_secret (the TURN server's static-auth-secret)")
+        return self
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -33,9 +33,10 @@ DEMO_DEVICES = (
 )
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+def port_is_free(host: str, port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        if kind == socket.SOCK_STREAM:  # on UDP, SO_REUSEADDR would hide a taken port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -43,9 +44,9 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def choose_port(host: str, preferred: int, what: str) -> int:
+def choose_port(host: str, preferred: int, what: str, kind: int = socket.SOCK_STREAM) -> int:
     """The preferred port if free; else 0 (the OS picks) after saying so."""
-    if preferred == 0 or port_is_free(host, preferred):
+    if preferred == 0 or port_is_free(host, preferred, kind):
         return preferred
     console.print(f"[yellow]port {preferred} ({what}) is in use; picking a free port[/yellow]")
     return 0
@@ -93,6 +94,8 @@ async def run_server(config: Path | None, **overrides: Any) -> None:
         f"ivcloud is running: {endpoints.http_url}  mqtt://{endpoints.mqtt_host}:"
         f"{endpoints.mqtt_port}  (admin token in {settings.admin_token_file})"
     )
+    if endpoints.stun_url:
+        console.print(f"STUN (UDP): {endpoints.stun_url}")
     gc_task = asyncio.create_task(keep_gc_cheap(instance, stop))
     try:
         await stop.wait()
@@ -149,6 +152,8 @@ def _banner(instance: Ivcloud, devices: list[dict[str, str]]) -> None:
     table.add_row("MQTT (devices)", f"mqtt://{ep.mqtt_host}:{ep.mqtt_port}")
     if ep.mqtt_ws_url:
         table.add_row("MQTT over WebSocket", ep.mqtt_ws_url)
+    if ep.stun_url:
+        table.add_row("STUN (UDP, live view)", ep.stun_url)
     table.add_row("Admin token", f"{instance.admin_token}  (also in {data_dir}/admin-token)")
     console.print(table)
     dev_table = Table(
@@ -180,6 +185,7 @@ async def run_demo(data_dir: Path, *, http_port: int = 8080, mqtt_port: int = 18
         http_port=choose_port(host, http_port, "HTTP"),
         mqtt_port=choose_port(host, mqtt_port, "MQTT"),
         mqtt_ws_port=choose_port(host, 8083, "MQTT over WebSocket"),
+        stun_port=choose_port(host, 3478, "STUN", socket.SOCK_DGRAM),
     )
     configure("warning", settings.log_json)
     instance = Ivcloud(settings)

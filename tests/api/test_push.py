@@ -327,6 +327,27 @@ async def test_revoked_token_stops_pushes_at_the_next_heartbeat(
         await assert_nothing_pushed(ws)
 
 
+async def test_revoking_a_token_ends_its_subscription_at_once(
+    server: Ivcloud, owner: Owner, dev: RawDevice
+) -> None:
+    """No heartbeat needed: the subscription made with a revoked token stops; another
+    session of the same user (its own token) keeps receiving until it is revoked too."""
+    user = await server.users.get(owner.user_id)
+    other_token, _ = await server.users.issue_token(user)
+    async with connect(ws_url(server)) as ws, connect(ws_url(server)) as ws2:
+        await subscribe(ws, owner.token, owner.device_id)
+        await subscribe(ws2, other_token, owner.device_id)
+        await server.users.revoke(owner.token)
+        report = {"method": "report", "params": {"power": 1}}
+        assert (await dev.request("property", report))["code"] == 0
+        pushed = await recv(ws2)
+        assert decoded(pushed)["params"] == {"power": 1}
+        await assert_nothing_pushed(ws)
+        await server.users.revoke_all(owner.user_id)  # e.g. the password was changed
+        assert (await dev.request("property", report))["code"] == 0
+        await assert_nothing_pushed(ws2)
+
+
 def tiny_buffer_socket(server: Ivcloud) -> socket.socket:
     """A connected client socket with a small receive buffer, so a client that does not
     read pushes back on the server within a few hundred KB."""

@@ -46,6 +46,7 @@ from ivcloud.protocol.appapi import (
     verify_signature,
 )
 from ivcloud.protocol.errors import ProtocolError
+from ivcloud.protocol.jsontext import RawJson, dumps_safe
 
 SECRET = "testAppSecret"
 EXAMPLE: dict[str, object] = {
@@ -707,3 +708,25 @@ def test_property_helpers_raise_only_app_api_error(params: dict[str, object]) ->
     for helper in _HELPERS:
         with contextlib.suppress(AppApiError):
             helper(params)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    request_id=st.text(),
+    plain=st.dictionaries(st.text(), _json_values, max_size=4),
+    raw=st.dictionaries(st.text() | st.just("RequestId"), _json_values, max_size=3),
+)
+def test_ok_json_splices_raw_values_as_if_serialised_in_place(
+    request_id: str, plain: dict[str, Any], raw: dict[str, Any]
+) -> None:
+    data: dict[str, object] = dict(plain)
+    for key, value in raw.items():
+        data[key] = RawJson(dumps_safe(value).decode())
+    expected = appapi.ok(request_id, {**plain, **raw})
+    assert json.loads(appapi.ok_json(request_id, data)) == expected

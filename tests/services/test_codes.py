@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socketserver
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -274,3 +275,16 @@ def test_identities() -> None:
     ):
         with pytest.raises(EmailInvalid):
             Identity.of_email(bad)
+
+
+async def test_simultaneous_sends_to_one_target_send_once(
+    codes: VerificationCodes, sender: LogCodeSender, sessions: object
+) -> None:
+    results = await asyncio.gather(
+        *(codes.send(APP, PHONE, "register") for _ in range(5)), return_exceptions=True
+    )
+    assert sum(r is None for r in results) == 1
+    assert all(isinstance(r, CodeTooQuick) for r in results if r is not None)
+    async with sessions() as s:  # type: ignore[operator]
+        rows = (await s.scalars(select(VerificationCode))).all()
+    assert len(rows) == 1

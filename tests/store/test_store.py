@@ -42,7 +42,7 @@ async def store(db_url: str) -> AsyncIterator[Store]:
     bus = InMemoryBus()
     writer = BatchWriter(engine, batch_max=100, batch_delay_ms=2, queue_max=1000)
     writer.start()
-    products = ProductService(sessions, clock)
+    products = ProductService(sessions, clock, InMemoryBus())
     devices = DeviceService(sessions, products, bus, clock, writer)
     telemetry = Telemetry(sessions, writer, bus, clock)
     try:

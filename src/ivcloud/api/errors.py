@@ -17,9 +17,17 @@ from ivcloud.services.errors import (
     InvalidInput,
     NotFound,
     ServiceError,
+    Unavailable,
 )
 
-STATUS = {NotFound: 404, Conflict: 409, InvalidInput: 400, DeviceOffline: 409, DeviceTimeout: 504}
+STATUS = {
+    NotFound: 404,
+    Conflict: 409,
+    InvalidInput: 400,
+    DeviceOffline: 409,
+    DeviceTimeout: 504,
+    Unavailable: 503,
+}
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from ivcloud import __version__
 from ivcloud.api import errors
 from ivcloud.api.appapi.actions import build_registry
-from ivcloud.api.appapi.router import AppApiEndpoints
+from ivcloud.api.appapi.router import AppApiEndpoints, edge
 from ivcloud.api.console import console_router
 from ivcloud.api.console_apps import apps_router
 from ivcloud.api.firmware_files import firmware_router
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from ivcloud.app import Ivcloud
 
 
-def build_http_app(instance: Ivcloud, *, url_key: bytes) -> FastAPI:
+def build_http_app(instance: Ivcloud, *, url_key: bytes) -> ASGIApp:
     app = FastAPI(
         title="ivcloud",
         version=__version__,
@@ -29,7 +30,6 @@ def build_http_app(instance: Ivcloud, *, url_key: bytes) -> FastAPI:
     app.include_router(console_router(instance), prefix="/api/console/v1")
     app.include_router(apps_router(instance), prefix="/api/console/v1")
     app.include_router(firmware_router(instance, url_key))
-    app.router.routes.extend(AppApiEndpoints(instance, build_registry()).routes())
     app.router.routes.extend(instance.push.routes())  # App API long connection
 
     @app.get("/healthz", tags=["health"])
@@ -41,4 +41,4 @@ def build_http_app(instance: Ivcloud, *, url_key: bytes) -> FastAPI:
             "writer_queue": instance.writer.depth,
         }
 
-    return app
+    return edge(AppApiEndpoints(instance, build_registry()), app)

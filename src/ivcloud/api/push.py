@@ -32,12 +32,13 @@ from ivcloud.bus.events import (
     DeviceEventPosted,
     DeviceOnline,
     DeviceReported,
+    EntityRemoved,
 )
 from ivcloud.protocol import push, thing
 from ivcloud.protocol.appapi_errors import INVALID_ACCESS_TOKEN, INVALID_ACTION
 from ivcloud.services.access import AccessService
 from ivcloud.services.ports import Clock
-from ivcloud.services.users import UserInfo, UserService
+from ivcloud.services.users import UserInfo, UserService, token_hash
 
 log = structlog.get_logger("ivcloud.push")
 
@@ -58,6 +59,8 @@ class PushConnection:
         self.ws = ws
         self.queue: asyncio.Queue[str] = asyncio.Queue(queue_size)
         self.user: UserInfo | None = None
+        #: SHA-256 of the AccessToken the subscription was made with.
+        self.token_hash: str | None = None
         self.devices: frozenset[str] = frozenset()
         self.overflowed = False
         self.sender: asyncio.Task[None] | None = None
@@ -97,6 +100,7 @@ class PushHub:
         #: Frames put on connection queues since start.
         self.pushed = 0
         bus.listen("device.", self._on_event)
+        users.revocation_listeners.append(self._on_revoked)
 
     def routes(self) -> list[WebSocketRoute]:
         return [WebSocketRoute(path, self.endpoint) for path in PATHS]
@@ -235,8 +239,20 @@ class PushHub:
         user = await self._users.authenticate(token) if token else None
         if user is None:
             conn.user = None
+            conn.token_hash = None
             self._unsubscribe(conn)
+        else:
+            conn.token_hash = token_hash(token)
         return user
+
+    def _on_revoked(self, key: str | None, user_id: str) -> None:
+        """A token was revoked (logout, password change): what it subscribed stops now."""
+        for conn in list(self.connections):
+            user = conn.user
+            if user is not None and user.user_id == user_id and key in (None, conn.token_hash):
+                conn.user = None
+                conn.token_hash = None
+                self._unsubscribe(conn)
 
     async def _active_push(self, conn: PushConnection, frame: push.ClientFrame) -> str:
         """Replace the subscription with the requested devices the user may see."""
@@ -271,6 +287,8 @@ class PushHub:
 
     def _on_event(self, event: BusEvent) -> None:
         """Bus listener (runs inside the publisher): must not raise and must not block."""
+        if isinstance(event, EntityRemoved):  # not a device event: nothing to push
+            return
         try:
             key = f"{event.product_id}/{event.device_name}"
             conns = self._by_device.get(key)
@@ -288,6 +306,7 @@ class PushHub:
             log.exception("push_fanout_failed", topic=event.topic)
 
     def _frame(self, event: BusEvent, key: str) -> str | None:
+        assert not isinstance(event, EntityRemoved)
         pid, dn = event.product_id, event.device_name
         if isinstance(event, DeviceReported):
             payload = event.payload or push.report_payload(

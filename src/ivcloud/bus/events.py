@@ -92,6 +92,17 @@ class DeviceBindingChanged:
     topic: str = field(default="device.binding", init=False)
 
 
+@dataclass(frozen=True, slots=True)
+class EntityRemoved:
+    """A device, product or app was deleted.  The database cascades the deletion into rows
+    that caches elsewhere hold (a product's devices, a device's family placement and
+    shares), so those caches listen for this."""
+
+    kind: str  # "device" | "product" | "app"
+    key: str  # client id (ProductId + DeviceName), ProductId or AppId
+    topic: str = field(default="entity.removed", init=False)
+
+
 BusEvent = (
     DeviceOnline
     | DeviceReported
@@ -101,4 +112,6 @@ BusEvent = (
     | BindTokenReceived
     | OtaProgress
     | DeviceBindingChanged
+    | EntityRemoved
 )
+

@@ -40,6 +40,7 @@ from ivcloud.protocol.appapi_sign import (
     sign,
     verify_signature,
 )
+from ivcloud.protocol.jsontext import RawJson, dumps_safe
 
 __all__ = [
     *_errors_all,
@@ -82,6 +83,20 @@ def ok(request_id: str, data: Mapping[str, object] | None = None) -> dict[str, o
         body.update(data)
         body["RequestId"] = request_id
     return {"code": 0, "msg": "", "data": body}
+
+
+def ok_json(request_id: str, data: Mapping[str, object] | None = None) -> bytes:
+    """:func:`ok` serialised; ``RawJson`` values of ``data`` are spliced in unparsed."""
+    if not data or not any(isinstance(v, RawJson) for v in data.values()):
+        return dumps_safe(ok(request_id, data))
+    plain = {k: v for k, v in data.items() if not isinstance(v, RawJson)}
+    head = dumps_safe(ok(request_id, plain))  # always ends with the two closing braces
+    raw = "".join(
+        f",{json.dumps(k)}:{v.text}"
+        for k, v in data.items()
+        if isinstance(v, RawJson) and k != "RequestId"  # the echo always wins, as in ok()
+    )
+    return head[:-2] + raw.encode("utf-8") + b"}}"
 
 
 def error(request_id: str, code: str, message: str) -> dict[str, object]:

@@ -44,6 +44,19 @@ def loads_strict(data: str | bytes) -> Any:
     return doc
 
 
+class RawJson:
+    """JSON text that is already serialised (and was produced by :func:`dumps_safe`), to be
+    spliced into a reply as is: a hot list renders its items once, not per request."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"RawJson({self.text[:40]!r})"
+
+
 def dumps_safe(doc: Any) -> bytes:
     """Compact UTF-8 JSON; a document that cannot be UTF-8 (an echoed id with a lone
     surrogate) is written with ASCII escapes instead, which round-trips exactly."""

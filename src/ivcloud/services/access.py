@@ -15,6 +15,7 @@ from enum import IntEnum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ivcloud.services.app_graph import AppGraph
 from ivcloud.services.apps import AppService
 from ivcloud.services.devices import DeviceRecord, DeviceService
 from ivcloud.services.errors import Forbidden, NotFound
@@ -43,8 +44,10 @@ class AccessService:
         devices: DeviceService,
         apps: AppService,
         clock: Clock,
+        graph: AppGraph,
     ) -> None:
         self._sessions = sessions
+        self._graph = graph
         self._devices = devices
         self._apps = apps
         self._clock = clock
@@ -62,34 +65,18 @@ class AccessService:
     async def device_access(self, user: UserInfo, rec: DeviceRecord) -> Access:
         if not await self.product_linked(user, rec.product_id):
             return Access.NONE
-        level = Access.NONE
-        async with self._sessions() as s:
-            role = await s.scalar(
-                select(FamilyMember.role)
-                .join(FamilyDevice, FamilyDevice.family_id == FamilyMember.family_id)
-                .join(Family, Family.family_id == FamilyMember.family_id)
-                .where(
-                    FamilyDevice.device_id == rec.id,
-                    FamilyMember.user_id == user.user_id,
-                    Family.app_id == user.app_id,
-                )
-            )
-            if role is not None:
-                level = Access.ADMIN if role == ROLE_ADMIN else Access.MEMBER
-            else:
-                shared = await s.scalar(
-                    select(DeviceShare.user_id)
-                    .join(FamilyDevice, FamilyDevice.device_id == DeviceShare.device_id)
-                    .join(Family, Family.family_id == FamilyDevice.family_id)
-                    .where(
-                        DeviceShare.device_id == rec.id,
-                        DeviceShare.user_id == user.user_id,
-                        Family.app_id == user.app_id,
-                    )
-                )
-                if shared is not None:
-                    level = Access.SHARED
-        return level
+        family_id = await self._graph.device_family(rec.id)
+        # A device outside any family is nobody's; a share counts only while the device
+        # sits in a family of the user's app.
+        family = None if family_id is None else await self._graph.family(family_id)
+        if family is None or family.app_id != user.app_id:
+            return Access.NONE
+        role = family.roles.get(user.user_id)
+        if role is not None:
+            return Access.ADMIN if role == ROLE_ADMIN else Access.MEMBER
+        if user.user_id in await self._graph.sharers(rec.id):
+            return Access.SHARED
+        return Access.NONE
 
     async def require_device(
         self, user: UserInfo, product_id: str, device_name: str, need: Access
@@ -140,17 +127,10 @@ class AccessService:
     async def family_role(self, user: UserInfo, family_id: str) -> int | None:
         """1 admin, 0 member, None when the user is not in the family (or it belongs to
         another app, or does not exist)."""
-        async with self._sessions() as s:
-            role = await s.scalar(
-                select(FamilyMember.role)
-                .join(Family, Family.family_id == FamilyMember.family_id)
-                .where(
-                    FamilyMember.family_id == family_id,
-                    FamilyMember.user_id == user.user_id,
-                    Family.app_id == user.app_id,
-                )
-            )
-        return None if role is None else int(role)
+        family = await self._graph.family(family_id)
+        if family is None or family.app_id != user.app_id:
+            return None
+        return family.roles.get(user.user_id)
 
     async def require_family(self, user: UserInfo, family_id: str, *, admin: bool) -> None:
         role = await self.family_role(user, family_id)

@@ -33,6 +33,7 @@ from ivcloud.services.codes import (
 )
 from ivcloud.services.errors import InvalidInput, ServiceError
 from ivcloud.services.ports import Clock
+from ivcloud.services.throttle import FailureLimit
 from ivcloud.services.users import UserInfo, UserService, user_info
 
 if TYPE_CHECKING:
@@ -44,6 +45,11 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.
 _DIGITS = re.compile(r"[0-9]+")
 _TAKEN: Final[str] = "this phone number or email belongs to a user already"
 
+
+#: A password login is refused after this many wrong passwords for one account within the
+#: window (a code login still works: it has its own attempt limit).
+LOGIN_FAILURES_MAX = 5
+LOGIN_FAILURES_WINDOW_MS = 15 * 60 * 1000
 
 class UserNotExists(ServiceError):
     code = "InvalidParameterValue.ErrorUserNotExists"
@@ -148,10 +154,24 @@ class Passwords:
 
 
 class AccountService:
-    def __init__(self, users: UserService, codes: VerificationCodes, passwords: Passwords):
+    def __init__(
+        self,
+        users: UserService,
+        codes: VerificationCodes,
+        passwords: Passwords,
+        clock: Clock,
+        *,
+        login_failures: FailureLimit | None = None,
+    ) -> None:
         self.users = users
         self.codes = codes
         self.passwords = passwords
+        self._clock = clock
+        #: Wrong passwords per (app, account): the code stays ``UserLoginFailed`` (what
+        #: clients already handle), the message says when to try again.
+        self.login_failures = login_failures or FailureLimit(
+            LOGIN_FAILURES_MAX, LOGIN_FAILURES_WINDOW_MS
+        )
 
     async def _find(self, app_id: str, who: Identity) -> UserInfo | None:
         row = await self.users.find(app_id, **who.columns)
@@ -211,12 +231,21 @@ class AccountService:
         if code is not None:
             await self.codes.check(app_id, who.target, "login", code, consume=True)
             return await self.users.issue_token(user)
+        key = f"{app_id}\0{who.target.key}"
+        wait_ms = self.login_failures.locked_for_ms(key, self._clock.now_ms())
+        if wait_ms:
+            raise LoginFailed(
+                f"too many wrong passwords: try again in {(wait_ms + 999) // 1000} s"
+                " or log in with a verification code"
+            )
         if (
             password is None
             or row.password_hash is None
             or not await self.passwords.verify(row.password_hash, password)
         ):
+            self.login_failures.failed(key, self._clock.now_ms())
             raise LoginFailed("wrong password")
+        self.login_failures.succeeded(key)
         if self.passwords.needs_rehash(row.password_hash):
             await self.users.update(user.user_id, password_hash=await self.passwords.hash(password))
         return await self.users.issue_token(user)
@@ -334,4 +363,4 @@ def build_accounts(
         memory_kib=settings.password_hash_memory_kib,
         parallelism=settings.password_hash_parallelism,
     )
-    return AccountService(users, codes, passwords)
+    return AccountService(users, codes, passwords, clock)

@@ -11,8 +11,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ivcloud.bus.events import EntityRemoved
 from ivcloud.services.errors import InvalidInput, NotFound
-from ivcloud.services.ports import Clock
+from ivcloud.services.ports import Bus, Clock
 from ivcloud.services.products import ProductService
 from ivcloud.store.schema_app import App, AppProduct
 
@@ -41,9 +42,14 @@ class AppInfo:
 
 class AppService:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], products: ProductService, clock: Clock
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        products: ProductService,
+        clock: Clock,
+        bus: Bus,
     ) -> None:
         self._sessions = sessions
+        self._bus = bus
         self._products = products
         self._clock = clock
         self._by_key: dict[str, AppInfo] = {}
@@ -140,6 +146,7 @@ class AppService:
                 raise NotFound(f"app {app_id} does not exist")
             await s.delete(row)
         self._forget()
+        self._bus.publish(EntityRemoved("app", app_id))
 
     async def links(self, app_id: str, product_id: str) -> bool:
         info = await self.get(app_id)

@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ivcloud.services.errors import ServiceError
 from ivcloud.services.ports import Clock
+from ivcloud.services.throttle import KeyedLocks
 from ivcloud.store.schema_app import VerificationCode
 
 log = structlog.get_logger("ivcloud.codes")
@@ -210,6 +211,8 @@ class VerificationCodes:
         self.ttl_ms = ttl_ms
         self.resend_ms = resend_ms
         self.max_attempts = max_attempts
+        # Two simultaneous sends to one target would both pass the resend check.
+        self._sending = KeyedLocks()
 
     def _hash(self, app_id: str, target: Target, purpose: str, code: str) -> str:
         msg = "\0".join((app_id, target.key, purpose, code)).encode()
@@ -219,6 +222,10 @@ class VerificationCodes:
         """Create a code and deliver it.  Raises :class:`CodeTooQuick` inside the resend
         window, :class:`CodeSendFailed` if delivery fails (the code is withdrawn, so the
         client may retry at once)."""
+        async with self._sending.hold(f"{app_id}\0{target.key}"):
+            await self._send(app_id, target, purpose)
+
+    async def _send(self, app_id: str, target: Target, purpose: str) -> None:
         now = self._clock.now_ms()
         code = f"{secrets.randbelow(10**6):06d}"
         mine = (VerificationCode.app_id == app_id) & (VerificationCode.target == target.key)

@@ -20,9 +20,10 @@ from ivcloud.bus.events import ControlReplied, ControlRequested
 from ivcloud.protocol import thing
 from ivcloud.protocol.errors import ValidationFailed
 from ivcloud.services.devices import DeviceRecord
-from ivcloud.services.errors import DeviceOffline, DeviceTimeout, InvalidInput
+from ivcloud.services.errors import DeviceOffline, DeviceTimeout, InvalidInput, Unavailable
 from ivcloud.services.ports import Bus, Clock, Downlink
 from ivcloud.services.products import ProductService
+from ivcloud.services.writer import BatchWriter, WriteItem
 from ivcloud.store.schema import PendingControl
 
 log = structlog.get_logger("ivcloud.control")
@@ -72,9 +73,11 @@ class ControlService:
         downlink: Downlink,
         bus: Bus,
         clock: Clock,
+        writer: BatchWriter,
         action_timeout_s: float = 5.0,
     ) -> None:
         self._sessions = sessions
+        self._writer = writer
         self._products = products
         self._downlink = downlink
         self._bus = bus
@@ -93,15 +96,10 @@ class ControlService:
         except ValidationFailed as exc:
             raise InvalidInput(str(exc)) from None
         token = new_client_token()
-        async with self._sessions.begin() as s:
-            s.add(
-                PendingControl(
-                    device_id=rec.id,
-                    client_token=token,
-                    params=clean,
-                    created_ms=self._clock.now_ms(),
-                )
-            )
+        now = self._clock.now_ms()
+        row = {"device_id": rec.id, "client_token": token, "params": clean, "created_ms": now}
+        if not await self._writer.commit(WriteItem(rec.id, now, controls_added=[row])):
+            raise Unavailable("the control could not be stored; try again")
         self._bus.publish(ControlRequested(rec.product_id, rec.device_name, token, clean))
         fut = self._expect(rec, token) if wait_s > 0 else None
         delivered = await self._downlink.publish(
@@ -122,12 +120,8 @@ class ControlService:
 
     async def on_control_reply(self, rec: DeviceRecord, token: str, code: int, status: str) -> None:
         if code == 0:
-            async with self._sessions.begin() as s:
-                await s.execute(
-                    delete(PendingControl).where(
-                        PendingControl.device_id == rec.id, PendingControl.client_token == token
-                    )
-                )
+            now = self._clock.now_ms()
+            await self._writer.commit(WriteItem(rec.id, now, controls_done=[(rec.id, token)]))
         self._resolve(rec, token, code, status, {})
         self._bus.publish(ControlReplied(rec.product_id, rec.device_name, token, code))
 

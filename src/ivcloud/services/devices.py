@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ivcloud.bus.events import DeviceOnline
+from ivcloud.bus.events import BusEvent, DeviceOnline, EntityRemoved
 from ivcloud.protocol.credentials import generate_device_secret
 from ivcloud.services.errors import Conflict, InvalidInput, NotFound
 from ivcloud.services.ports import Bus, Clock
@@ -179,7 +179,15 @@ class DeviceService:
             if row is not None:
                 await s.delete(row)
         self._cache.pop(rec.client_id, None)
+        self._bus.publish(EntityRemoved("device", rec.client_id))
         return rec
+
+    def on_entity_removed(self, event: BusEvent) -> None:
+        """A deleted product took its devices with it (database cascade): forget them, or
+        they could still authenticate from the cache."""
+        if isinstance(event, EntityRemoved) and event.kind == "product":
+            for key in [k for k, r in self._cache.items() if r.product_id == event.key]:
+                del self._cache[key]
 
     async def reset_secret(self, product_id: str, device_name: str) -> DeviceRecord:
         rec = await self.get(product_id, device_name)

@@ -37,3 +37,9 @@ class Forbidden(ServiceError):
     that ids of other users cannot be probed."""
 
     code = "InvalidParameterValue.NoPermission"
+
+
+class Unavailable(ServiceError):
+    """Storage failed transiently: nothing was changed and the caller may retry."""
+
+    code = "FailedOperation"

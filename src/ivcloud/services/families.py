@@ -18,12 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ivcloud.bus.events import DeviceBindingChanged
 from ivcloud.services.access import ROLE_ADMIN, ROLE_MEMBER, AccessService
+from ivcloud.services.app_graph import AppGraph
 from ivcloud.services.devices import DeviceRecord, DeviceService
 from ivcloud.services.errors import Conflict, Forbidden, InvalidInput
 from ivcloud.services.family_types import (
-    FamilyDeviceInfo,
     FamilyInfo,
     MemberInfo,
+    Placement,
     ProductNotLinked,
     RoomInfo,
     TokenExpired,
@@ -70,8 +71,10 @@ class FamilyService:
         devices: DeviceService,
         clock: Clock,
         bus: Bus,
+        graph: AppGraph,
     ) -> None:
         self._sessions = sessions
+        self._graph = graph
         self._access = access
         self._devices = devices
         self._clock = clock
@@ -87,7 +90,7 @@ class FamilyService:
     async def create_family(self, user: UserInfo, name: str, address: str = "") -> str:
         now = self._clock.now_ms()
         family_id = "f_" + secrets.token_hex(12)
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             s.add(
                 Family(
                     family_id=family_id,
@@ -115,7 +118,7 @@ class FamilyService:
             values["name"] = _name(name)
         if address is not None:
             values["address"] = _address(address)
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             await s.execute(update(Family).where(Family.family_id == family_id).values(**values))
 
     async def delete_family(self, user: UserInfo, family_id: str, name: str | None) -> None:
@@ -123,7 +126,7 @@ class FamilyService:
         guard against deleting the wrong family).  Bound devices are released and their
         device shares revoked."""
         await self._access.require_family(user, family_id, admin=True)
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             row = await s.get(Family, family_id)
             if row is None:
                 raise Forbidden("no permission for this family")
@@ -200,7 +203,7 @@ class FamilyService:
         await self._access.require_family(user, family_id, admin=True)
         now = self._clock.now_ms()
         room_id = "r_" + secrets.token_hex(12)
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             s.add(
                 Room(
                     room_id=room_id,
@@ -219,13 +222,12 @@ class FamilyService:
         return room
 
     async def room_exists(self, family_id: str, room_id: str) -> bool:
-        async with self._sessions() as s:
-            room = await s.get(Room, room_id)
-        return room is not None and room.family_id == family_id
+        family = await self._graph.family(family_id)
+        return family is not None and room_id in family.rooms
 
     async def modify_room(self, user: UserInfo, family_id: str, room_id: str, name: str) -> None:
         await self._access.require_family(user, family_id, admin=True)
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             room = await self._require_room(s, family_id, room_id)
             room.name = _name(name)
             room.updated_ms = self._clock.now_ms()
@@ -233,7 +235,7 @@ class FamilyService:
     async def delete_room(self, user: UserInfo, family_id: str, room_id: str) -> None:
         """Devices of a deleted room move to the default room."""
         await self._access.require_family(user, family_id, admin=True)
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             room = await self._require_room(s, family_id, room_id)
             await s.execute(
                 update(FamilyDevice)
@@ -299,7 +301,7 @@ class FamilyService:
         await self._access.require_family(user, family_id, admin=True)
         if member_id == user.user_id:
             raise InvalidInput("the admin cannot remove itself; delete the family instead")
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             row = await s.get(FamilyMember, (family_id, member_id))
             if row is None:
                 raise Forbidden("no permission for this member")
@@ -311,7 +313,7 @@ class FamilyService:
             raise Forbidden("no permission for this family")
         if role == ROLE_ADMIN:
             raise InvalidInput("the admin cannot leave the family; delete it instead")
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             await s.execute(
                 delete(FamilyMember).where(
                     FamilyMember.family_id == family_id, FamilyMember.user_id == user.user_id
@@ -324,7 +326,7 @@ class FamilyService:
         """A family invitation token and its expiry (ms); admin only.  With ``to_user_id``
         (in-app invite) the recipient must be a user of the same app."""
         await self._access.require_family(user, family_id, admin=True)
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             return await add_share_token(
                 s,
                 kind="family",
@@ -339,7 +341,7 @@ class FamilyService:
         """Join the family of an invitation; joining a family twice is a no-op.  Returns
         the family id."""
         now = self._clock.now_ms()
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             row = await s.get(ShareToken, token)
             family = None if row is None else await s.get(Family, row.family_id)
             if (
@@ -378,7 +380,7 @@ class FamilyService:
         room_id = room_id or DEFAULT_ROOM
         now = self._clock.now_ms()
         try:
-            async with self._sessions.begin() as s:
+            async with self._graph.writing(self._sessions) as s:
                 if room_id != DEFAULT_ROOM:
                     await self._require_room(s, family_id, room_id)
                 if await s.get(FamilyDevice, rec.id) is not None:
@@ -401,7 +403,7 @@ class FamilyService:
     async def unbind_device(self, rec: DeviceRecord) -> None:
         """Release a device from its family and revoke its shares (a new owner starts
         clean).  Authorization is the caller's (``Access.ADMIN`` on the device)."""
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             family_id = await s.scalar(
                 select(FamilyDevice.family_id).where(FamilyDevice.device_id == rec.id)
             )
@@ -411,63 +413,27 @@ class FamilyService:
             self._announce(rec.product_id, rec.device_name, False, family_id)
 
     async def device_family(self, rec: DeviceRecord) -> str | None:
-        async with self._sessions() as s:
-            row = await s.get(FamilyDevice, rec.id)
-        return None if row is None else row.family_id
+        return await self._graph.device_family(rec.id)
 
-    async def placement(self, rec: DeviceRecord) -> FamilyDeviceInfo | None:
-        async with self._sessions() as s:
-            row = await s.get(FamilyDevice, rec.id)
-        if row is None:
+    async def placement(self, rec: DeviceRecord) -> Placement | None:
+        family_id = await self._graph.device_family(rec.id)
+        family = None if family_id is None else await self._graph.family(family_id)
+        if family is None:
             return None
-        return FamilyDeviceInfo(
-            rec,
-            row.family_id,
-            row.room_id,
-            row.alias_name,
-            row.bound_by,
-            row.created_ms,
-            row.updated_ms,
-        )
+        return next((p for p in family.placements if p.device_id == rec.id), None)
 
-    async def family_devices(
+    async def family_devices_json(
         self, family_id: str, room_id: str | None, offset: int, limit: int
-    ) -> tuple[int, list[FamilyDeviceInfo]]:
-        """Devices of a family (``room_id`` None = all rooms), in binding order.
-        Authorization is the caller's."""
-        where = [FamilyDevice.family_id == family_id]
-        if room_id is not None:
-            where.append(FamilyDevice.room_id == room_id)
-        async with self._sessions() as s:
-            total = await s.scalar(select(func.count()).select_from(FamilyDevice).where(*where))
-            rows = (
-                await s.execute(
-                    select(FamilyDevice, Device.product_id, Device.device_name)
-                    .join(Device, Device.id == FamilyDevice.device_id)
-                    .where(*where)
-                    .order_by(FamilyDevice.created_ms, FamilyDevice.device_id)
-                    .offset(offset)
-                    .limit(limit)
-                )
-            ).all()
-        out = []
-        for fd, pid, dn in rows:
-            rec = await self._devices.find(pid, dn)
-            if rec is not None:
-                out.append(
-                    FamilyDeviceInfo(
-                        rec,
-                        fd.family_id,
-                        fd.room_id,
-                        fd.alias_name,
-                        fd.bound_by,
-                        fd.created_ms,
-                        fd.updated_ms,
-                    )
-                )
-        return int(total or 0), out
+    ) -> tuple[int, str]:
+        """``(Total, DeviceList JSON)`` of one page of a family's devices (``room_id`` None
+        = all rooms), in binding order, from the in-memory graph.  Authorization is the
+        caller's."""
+        family = await self._graph.family(family_id)
+        if family is None:
+            return 0, "[]"
+        return family.page_json(room_id, offset, limit)
 
-    async def _member_placement(self, user: UserInfo, rec: DeviceRecord) -> FamilyDeviceInfo:
+    async def _member_placement(self, user: UserInfo, rec: DeviceRecord) -> Placement:
         info = await self.placement(rec)
         if info is None or await self._access.family_role(user, info.family_id) is None:
             raise Forbidden("no permission for this device")
@@ -476,7 +442,7 @@ class FamilyService:
     async def set_alias(self, user: UserInfo, rec: DeviceRecord, alias: str) -> None:
         """Rename a device; any member of its family may."""
         await self._member_placement(user, rec)
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             await s.execute(
                 update(FamilyDevice)
                 .where(FamilyDevice.device_id == rec.id)
@@ -491,7 +457,7 @@ class FamilyService:
         if info.family_id != family_id:
             raise Forbidden("no permission for this device")
         room_id = room_id or DEFAULT_ROOM
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             if room_id != DEFAULT_ROOM:
                 await self._require_room(s, family_id, room_id)
             await s.execute(

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ivcloud.protocol import appapi_errors as codes
-from ivcloud.services.devices import DeviceRecord
 from ivcloud.services.errors import Forbidden, InvalidInput, NotFound
 
 
@@ -87,8 +86,12 @@ class MemberInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class FamilyDeviceInfo:
-    rec: DeviceRecord
+class Placement:
+    """Where a device sits: its family, room, alias and who bound it."""
+
+    device_id: int
+    product_id: str
+    device_name: str
     family_id: str
     room_id: str
     alias: str
@@ -99,9 +102,9 @@ class FamilyDeviceInfo:
     def to_api(self) -> dict[str, Any]:
         """A ``DeviceList`` item of ``AppGetFamilyDeviceList`` (spec §2.3)."""
         return {
-            "DeviceId": f"{self.rec.product_id}/{self.rec.device_name}",
-            "ProductId": self.rec.product_id,
-            "DeviceName": self.rec.device_name,
+            "DeviceId": f"{self.product_id}/{self.device_name}",
+            "ProductId": self.product_id,
+            "DeviceName": self.device_name,
             "AliasName": self.alias,
             "UserID": self.bound_by,
             "FamilyId": self.family_id,

@@ -12,11 +12,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ivcloud.bus.events import EntityRemoved
 from ivcloud.protocol.credentials import generate_product_id
 from ivcloud.protocol.errors import ThingModelError
 from ivcloud.protocol.thingmodel import ThingModel, load_standard_model, parse_thing_model
 from ivcloud.services.errors import Conflict, InvalidInput, NotFound
-from ivcloud.services.ports import Clock
+from ivcloud.services.ports import Bus, Clock
 from ivcloud.store.schema import Product
 
 CATEGORIES = ("camera", "lock", "watch")
@@ -59,9 +60,12 @@ def _info(row: Product) -> ProductInfo:
 
 
 class ProductService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], clock: Clock, bus: Bus
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._bus = bus
         self._models: dict[str, ThingModel | None] = {}
 
     async def create(
@@ -114,6 +118,7 @@ class ProductService:
                 raise NotFound(f"product {product_id} does not exist")
             await s.delete(row)
         self._models.pop(product_id, None)
+        self._bus.publish(EntityRemoved("product", product_id))
 
     async def import_thing_model(self, product_id: str, doc: object) -> ThingModel:
         """Validate and store a thing model; an invalid one is refused and the stored one

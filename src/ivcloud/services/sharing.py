@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ivcloud.protocol import appapi_errors as codes
 from ivcloud.services.access import ROLE_ADMIN, Access, AccessService
+from ivcloud.services.app_graph import AppGraph
 from ivcloud.services.devices import DeviceRecord
 from ivcloud.services.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ivcloud.services.ports import Clock
@@ -43,9 +44,14 @@ class UserNotExists(NotFound):
 
 class SharingService:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], access: AccessService, clock: Clock
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        access: AccessService,
+        clock: Clock,
+        graph: AppGraph,
     ) -> None:
         self._sessions = sessions
+        self._graph = graph
         self._access = access
         self._clock = clock
 
@@ -80,7 +86,7 @@ class SharingService:
             raise InvalidInput(f"TokenContext must be at most {CONTEXT_MAX} characters")
         if to_user_id == user.user_id:
             raise InvalidInput("a device cannot be shared with oneself")
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             return await add_share_token(
                 s,
                 kind="device",
@@ -152,7 +158,7 @@ class SharingService:
         ``Access.SHARED``. A user who already reaches the device through its family
         cannot also hold a share (``Conflict``)."""
         now = self._clock.now_ms()
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             row = await self._token(s, user, token)
             device = await s.get(Device, row.device_id)
             if (
@@ -164,7 +170,7 @@ class SharingService:
             device_id = device.id
         if not await self._access.product_linked(user, pid):
             raise InvalidShareToken("invalid share device token")
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             member = await s.scalar(
                 select(FamilyMember.role).where(
                     FamilyMember.family_id == row.family_id,
@@ -281,7 +287,7 @@ class SharingService:
             raise InvalidInput("the device is not shared with this user")
 
     async def _delete_share(self, rec: DeviceRecord, user_id: str) -> bool:
-        async with self._sessions.begin() as s:
+        async with self._graph.writing(self._sessions) as s:
             result = await s.execute(
                 delete(DeviceShare).where(
                     DeviceShare.device_id == rec.id, DeviceShare.user_id == user_id

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,10 @@ class UserService:
         self._sessions = sessions
         self._clock = clock
         self._auth_cache: dict[str, tuple[UserInfo, int, int]] = {}
+        #: Called with ``(token_hash, user_id)`` when one token is revoked and with
+        #: ``(None, user_id)`` when all of a user's are: long-lived sessions built on a
+        #: token (push subscriptions) end with it instead of at their next heartbeat.
+        self.revocation_listeners: list[Callable[[str | None, str], None]] = []
 
     async def create(self, app_id: str, **fields: Any) -> UserInfo:
         """Insert a user (``country_code``/``phone``, ``email``, ``wx_open_id``,
@@ -164,14 +169,26 @@ class UserService:
 
     async def revoke(self, token: str) -> None:
         key = token_hash(token)
-        self._auth_cache.pop(key, None)
+        cached = self._auth_cache.pop(key, None)
         async with self._sessions.begin() as s:
+            user_id = await s.scalar(
+                select(AccessToken.user_id).where(AccessToken.token_hash == key)
+            )
             await s.execute(delete(AccessToken).where(AccessToken.token_hash == key))
+        if user_id is None and cached is not None:
+            user_id = cached[0].user_id
+        if user_id is not None:
+            self._revoked(key, user_id)
 
     async def revoke_all(self, user_id: str) -> None:
         self._forget_user(user_id)
         async with self._sessions.begin() as s:
             await s.execute(delete(AccessToken).where(AccessToken.user_id == user_id))
+        self._revoked(None, user_id)
+
+    def _revoked(self, key: str | None, user_id: str) -> None:
+        for listener in self.revocation_listeners:
+            listener(key, user_id)
 
     def _forget_user(self, user_id: str) -> None:
         for key in [k for k, v in self._auth_cache.items() if v[0].user_id == user_id]:

@@ -14,11 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import bindparam, func, insert, update
+from sqlalchemy import bindparam, delete, func, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from ivcloud.store.schema import Device, EventLog, PropertyHistory, PropertyLatest
+from ivcloud.store.schema import (
+    Device,
+    EventLog,
+    PendingControl,
+    PropertyHistory,
+    PropertyLatest,
+)
 
 _PRESENCE = (
     update(Device.__table__)  # type: ignore[arg-type]
@@ -28,6 +34,11 @@ _PRESENCE = (
         last_seen_ms=bindparam("b_seen"),
         last_ip=func.coalesce(bindparam("b_ip"), Device.__table__.c.last_ip),
     )
+)
+
+_CONTROL_DONE = delete(PendingControl.__table__).where(  # type: ignore[arg-type]
+    PendingControl.__table__.c.device_id == bindparam("b_device"),
+    PendingControl.__table__.c.client_token == bindparam("b_token"),
 )
 
 log = structlog.get_logger("ivcloud.writer")
@@ -48,6 +59,10 @@ class WriteItem:
     #: ``(online, last_seen_ms, ip)``: presence changes ride the same group commit, so a
     #: burst of (re)connects costs one transaction per batch, not one each.
     presence: tuple[bool, int, str | None] | None = None
+    #: ``pending_controls`` rows to insert / ``(device_id, client_token)`` to delete:
+    #: controls ride the group commit too instead of a transaction per App API call.
+    controls_added: list[dict[str, Any]] = field(default_factory=list)
+    controls_done: list[tuple[int, str]] = field(default_factory=list)
 
 
 class BatchWriter:
@@ -91,6 +106,18 @@ class BatchWriter:
         """Queue an item; blocks while the queue is full (backpressure)."""
         await self._queue.put(item)
 
+    async def commit(self, item: WriteItem) -> bool:
+        """Queue an item and wait until its batch has committed (True) or failed."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        async def ack(ok: bool) -> None:
+            if not done.done():
+                done.set_result(ok)
+
+        item.ack = ack
+        await self._queue.put(item)
+        return await done
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -132,7 +159,11 @@ class BatchWriter:
         history: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         presence: dict[int, dict[str, Any]] = {}
+        added: list[dict[str, Any]] = []
+        done: list[dict[str, Any]] = []
         for item in batch:
+            added.extend(item.controls_added)
+            done.extend({"b_device": d, "b_token": t} for d, t in item.controls_done)
             if item.presence is not None:
                 online, seen, ip = item.presence
                 if ip is None and item.device_id in presence:
@@ -170,6 +201,10 @@ class BatchWriter:
                     await conn.execute(insert(EventLog), events)
                 if presence:
                     await conn.execute(_PRESENCE, list(presence.values()))
+                if added:
+                    await conn.execute(insert(PendingControl), added)
+                if done:
+                    await conn.execute(_CONTROL_DONE, done)
         except Exception:
             log.warning("batch_commit_failed", items=len(batch), exc_info=True)
             if self._conn is not None and self._conn.invalidated:

@@ -471,3 +471,22 @@ async def test_find_user(
     assert error_code(await client.appapi("AppFindUser", Type="phone", **PHONE)) == (
         "InvalidAction"
     )
+
+
+async def test_password_guessing_is_locked_out(
+    server: Ivcloud, client: AppApiClient, clock: OffsetClock
+) -> None:
+    await register_phone(client, server, clock)
+    for _ in range(5):
+        wrong = await client.appapi("AppGetToken", Type="phone", Password="guess guess", **PHONE)
+        assert error_code(wrong) == "InvalidParameterValue.UserLoginFailed"
+        assert wrong["msg"] == "wrong password"
+    # Locked: even the right password is refused now, with the code clients handle.
+    locked = await client.appapi("AppGetToken", Type="phone", Password=PW, **PHONE)
+    assert error_code(locked) == "InvalidParameterValue.UserLoginFailed"
+    assert "too many wrong passwords" in locked["msg"]
+    # A verification-code login still works while the password is locked.
+    code = await send_code(client, server, "login")
+    ok_data(await client.appapi("AppGetToken", Type="phone", VerificationCode=code, **PHONE))
+    clock.advance(15 * 60 + 1)  # the window passes
+    await login(client, Type="phone", Password=PW, **PHONE)

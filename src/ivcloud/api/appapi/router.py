@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any, TypeGuard
+from urllib.parse import parse_qsl
 
 import structlog
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ivcloud.api.appapi.registry import ActionRegistry, Call
 from ivcloud.protocol import appapi
@@ -33,43 +32,84 @@ _SERVICE_CODES = {
 }
 
 
+PREFIX = "/api/exploreropen/"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
 def _ascii(value: object) -> TypeGuard[str]:
     """AppKeys and AccessTokens are ASCII; anything else cannot match one."""
     return isinstance(value, str) and value.isascii() and 0 < len(value) <= 256
 
 
-def _reply(body: dict[str, Any]) -> Response:
-    return Response(dumps_safe(body), status_code=200, media_type="application/json")
+def match(path: str) -> tuple[bool, str | None] | None:
+    """``(signed, action in the path)`` for an App API path (spec §1.1); None otherwise."""
+    if not path.startswith(PREFIX):
+        return None
+    rest = path[len(PREFIX) :]
+    if rest in ("appapi", "appapi/"):
+        return True, None
+    if rest.startswith("appapi/") and "/" not in rest[7:]:
+        return True, rest[7:]
+    if rest in ("tokenapi", "tokenapi/"):
+        return False, None
+    return None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or None once it passes ``MAX_BODY`` (the rest is not buffered)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # client went away
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class AppApiEndpoints:
+    """A plain ASGI endpoint, in front of the FastAPI app (see :func:`edge`): the App API
+    is the busiest HTTP surface, and Starlette's request/response objects and middleware
+    stack cost as much as a whole bare request (docs/benchmarks.md "App API")."""
+
     def __init__(self, instance: Ivcloud, registry: ActionRegistry) -> None:
         self._instance = instance
         self._registry = registry
         self._nonces = appapi.NonceCache()
 
-    def routes(self) -> list[Route]:
-        base = "/api/exploreropen"
-        return [
-            Route(base + "/appapi", self.appapi, methods=["POST"]),
-            Route(base + "/appapi/", self.appapi, methods=["POST"]),
-            Route(base + "/appapi/{action}", self.appapi, methods=["POST"]),
-            Route(base + "/tokenapi", self.tokenapi, methods=["POST"]),
-            Route(base + "/tokenapi/", self.tokenapi, methods=["POST"]),
-        ]
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, signed: bool, path_action: str | None
+    ) -> None:
+        if scope["method"] != "POST":
+            await _send(send, 405, b"Method Not Allowed", [(b"allow", b"POST")])
+            return
+        raw = await _read_body(receive)
+        reply = await self._answer(raw, signed, path_action, scope.get("query_string", b""))
+        await _send(send, 200, reply, _JSON_HEADERS)
 
-    async def appapi(self, request: Request) -> Response:
-        return await self._serve(request, signed=True)
-
-    async def tokenapi(self, request: Request) -> Response:
-        return await self._serve(request, signed=False)
-
-    async def _serve(self, request: Request, *, signed: bool) -> Response:
+    async def _answer(
+        self, raw: bytes | None, signed: bool, path_action: str | None, query: bytes
+    ) -> bytes:
         request_id = ""
         action = "?"
         try:
-            raw = await request.body()
-            if len(raw) > MAX_BODY:
+            if raw is None:
                 raise AppApiError(appapi.INVALID_PARAMETER, "request body is too large")
             try:
                 body = loads_json(raw)
@@ -79,21 +119,20 @@ class AppApiEndpoints:
                 raise AppApiError(appapi.INVALID_JSON, "request body is not a JSON object")
             rid = body.get("RequestId", "")
             request_id = rid[:128] if isinstance(rid, str) else str(rid)[:128]
-            action = appapi.action_name(
-                body, request.path_params.get("action"), request.query_params.get("cmd")
-            )
+            cmd = dict(parse_qsl(query.decode("latin-1"))).get("cmd") if query else None
+            action = appapi.action_name(body, path_action, cmd)
             result = await self._dispatch(action, request_id, body, signed)
-            return _reply(appapi.ok(request_id, result))
+            return appapi.ok_json(request_id, result)
         except AppApiError as exc:
             log.info("appapi_error", action=action, code=exc.code, error=exc.message)
-            return _reply(appapi.error(request_id, exc.code, exc.message))
+            return dumps_safe(appapi.error(request_id, exc.code, exc.message))
         except ServiceError as exc:
             code = next((c for k, c in _SERVICE_CODES.items() if isinstance(exc, k)), exc.code)
             log.info("appapi_error", action=action, code=code, error=str(exc))
-            return _reply(appapi.error(request_id, code, str(exc)))
+            return dumps_safe(appapi.error(request_id, code, str(exc)))
         except Exception:
             log.exception("appapi_internal_error", action=action)
-            return _reply(appapi.error(request_id, appapi.INTERNAL_ERROR, "internal error"))
+            return dumps_safe(appapi.error(request_id, appapi.INTERNAL_ERROR, "internal error"))
 
     async def _dispatch(
         self, name: str, request_id: str, body: dict[str, Any], signed: bool
@@ -131,3 +170,18 @@ class AppApiEndpoints:
             where = "appapi" if signed else "tokenapi"
             raise AppApiError(appapi.INVALID_ACTION, f"{name} is not an action of {where}")
         return await action.handler(Call(name, request_id, body, app, user, token, instance))
+
+
+def edge(endpoints: AppApiEndpoints, fallback: ASGIApp) -> ASGIApp:
+    """The HTTP application: App API paths straight to ``endpoints``, everything else
+    (console, downloads, WebSockets, lifespan) to ``fallback``."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            matched = match(scope["path"])
+            if matched is not None:
+                await endpoints.serve(scope, receive, send, *matched)
+                return
+        await fallback(scope, receive, send)
+
+    return app

@@ -25,6 +25,7 @@ from ivcloud.protocol.appapi import (
     str_param,
 )
 from ivcloud.protocol.errors import ValidationFailed
+from ivcloud.protocol.jsontext import RawJson
 from ivcloud.services.access import Access
 from ivcloud.services.control import new_client_token
 from ivcloud.services.devices import DeviceRecord
@@ -115,10 +116,10 @@ def register(reg: ActionRegistry) -> None:
         if not known and not await call.instance.families.room_exists(family_id, room_id or ""):
             raise Forbidden("no permission for this room")
         offset, limit = offset_limit(call.params, default_limit=20, max_limit=100)
-        total, items = await call.instance.families.family_devices(
+        total, items = await call.instance.families.family_devices_json(
             family_id, room_id, offset, limit
         )
-        return {"DeviceList": [i.to_api() for i in items], "Total": total}
+        return {"DeviceList": RawJson(items), "Total": total}
 
     @reg.action("AppGetDeviceStatuses", "token")
     async def device_statuses(call: Call) -> dict[str, Any]:
