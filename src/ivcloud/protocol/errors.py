@@ -66,3 +66,14 @@ class UnsupportedProtocolLevel(MalformedPacket):
 class QoSNotSupported(MalformedPacket):
     """A QoS 2 PUBLISH (or a QoS 2 handshake packet): Tencent's hub supports QoS 0/1 only,
     and a compatible gateway treats QoS 2 as a protocol error that closes the connection."""
+
+
+class MediaFormatError(ProtocolError):
+    """Bytes that are not valid H.264 / AAC / FLV / MP4 framing (or values those containers
+    cannot represent).
+
+    One class for the whole media layer so the hub can drop a misbehaving publisher with a
+    single ``except``, whichever container or codec layer noticed; parsers never let
+    ``IndexError`` or ``struct.error`` escape, because a device-controlled stream must not be
+    able to crash a remux task with an unexpected exception type.
+    """
