@@ -176,6 +176,7 @@ class Ivcloud:
         self._http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
         self.endpoints: Endpoints | None = None
+        self.base_url = settings.base_url()
 
     async def start(self) -> Endpoints:
         s = self.settings
@@ -190,7 +191,9 @@ class Ivcloud:
             self.ice.stun_urls = [stun_url(public_stun_host(s), self.stun.port)]
         sock = bind_socket(s.host, s.http_port)
         http_port = sock.getsockname()[1]
-        self.ota.base_url = s.base_url(http_port)
+        #: Where clients reach this instance (public_url when set): signed links, QR codes.
+        self.base_url = s.base_url(http_port)
+        self.ota.base_url = self.base_url
         config = uvicorn.Config(
             self.http_app, log_config=None, access_log=False, lifespan="off", ws="websockets-sansio"
         )

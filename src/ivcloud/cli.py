@@ -271,6 +271,31 @@ def device_reset_secret(
     emit(res, as_json, ref)
 
 
+@device_app.command("bind-code")
+def device_bind_code(
+    ref: Annotated[str, typer.Argument(help="PRODUCT_ID/DEVICE_NAME")],
+    expire_seconds: Annotated[
+        int, typer.Option(help="validity; 0 = never expires (a printed label)")
+    ] = 600,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    server: Server = None,
+    as_json: AsJson = False,
+) -> None:
+    """A "scan to bind" code: the app sends it as AppSecureAddDeviceInFamily's
+    DeviceSignature."""
+    pid, name = split_device(ref)
+    res = call(
+        data_dir,
+        server,
+        lambda c: c.request(
+            "POST",
+            f"/products/{pid}/devices/{name}/bind-code",
+            json={"ExpireSeconds": expire_seconds},
+        ),
+    )
+    emit(res, as_json, ref)
+
+
 @device_app.command("control")
 def device_control(
     ref: Annotated[str, typer.Argument(help="PRODUCT_ID/DEVICE_NAME")],

@@ -348,6 +348,41 @@ async def test_revoking_a_token_ends_its_subscription_at_once(
         await assert_nothing_pushed(ws2)
 
 
+async def test_yunapi_tunnels_tokenapi_actions(server: Ivcloud, owner: Owner) -> None:
+    """``YunApi`` with another action runs it as a tokenapi call; the answer's ``data``
+    comes back as ``data.Response`` (the SDK's ``sendWebsocketMessage``)."""
+    async with connect(ws_url(server)) as ws:
+        frame = {
+            "action": "YunApi",
+            "reqId": "t1",
+            "params": {
+                "Action": "AppGetDeviceStatuses",
+                "ActionParams": {
+                    "AccessToken": owner.token,
+                    "RequestId": "r-7",
+                    "DeviceIds": [owner.device_id],
+                },
+            },
+        }
+        reply = await call(ws, frame)
+        assert reply["reqId"] == "t1" and reply["error"] == ""
+        response = reply["data"]["Response"]
+        assert response["RequestId"] == "r-7"
+        assert response["DeviceStatuses"][0]["DeviceId"] == owner.device_id
+        # Authorization is the App API's own: a device the user cannot reach is refused.
+        frame["params"]["ActionParams"]["DeviceIds"] = ["AAAAAAAAAA/other"]
+        refused = (await call(ws, frame))["data"]["Response"]
+        assert refused["Error"]["Code"] == "InvalidParameterValue.NoPermission"
+        # iOS puts the token in params; a bad one is the usual token error.
+        frame["params"] = {"Action": "AppGetUser", "AccessToken": "stale", "ActionParams": {}}
+        stale = (await call(ws, frame))["data"]["Response"]
+        assert stale["Error"]["Code"] == "InvalidParameterValue.InvalidAccessToken"
+        # appapi-only actions are not reachable through the tunnel.
+        frame["params"] = {"Action": "AppGetToken", "AccessToken": owner.token}
+        signed_only = (await call(ws, frame))["data"]["Response"]
+        assert signed_only["Error"]["Code"] == "InvalidAction"
+
+
 def tiny_buffer_socket(server: Ivcloud) -> socket.socket:
     """A connected client socket with a small receive buffer, so a client that does not
     read pushes back on the server within a few hundred KB."""

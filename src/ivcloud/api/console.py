@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Depends, File, Form, Query, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
 from ivcloud.api.admin import admin_guard
+from ivcloud.protocol import bind_qr
 from ivcloud.protocol.thingmodel import STANDARD_MODELS, load_standard_model
 from ivcloud.services.errors import InvalidInput, NotFound
 from ivcloud.services.ota import MAX_FIRMWARE_BYTES
@@ -41,6 +42,11 @@ class ControlIn(_In):
 class ActionIn(_In):
     Params: dict[str, Any] = Field(default_factory=dict)
     TimeoutSeconds: float = Field(default=5.0, gt=0, le=60)
+
+
+class BindCodeIn(_In):
+    #: 0 = a code that does not expire (printed on a label).
+    ExpireSeconds: int = Field(default=600, ge=0, le=365 * 24 * 3600)
 
 
 class OtaJobIn(_In):
@@ -140,6 +146,21 @@ def console_router(instance: Ivcloud) -> APIRouter:
         rec = await devices.reset_secret(product_id, device_name)
         await instance.gateway.disconnect(rec.client_id)
         return rec.to_api(with_secret=True)
+
+    @router.post("/products/{product_id}/devices/{device_name}/bind-code")
+    async def bind_code(
+        product_id: str, device_name: str, body: BindCodeIn | None = None
+    ) -> dict[str, Any]:
+        """A "scan to bind" code for ``AppSecureAddDeviceInFamily`` (protocol/bind_qr.py)."""
+        rec = await device(product_id, device_name)
+        ttl = (body or BindCodeIn()).ExpireSeconds
+        expires = 0 if ttl == 0 else instance.clock.now_ms() // 1000 + ttl
+        signature = bind_qr.make_signature(rec.product_id, rec.device_name, rec.secret, expires)
+        return {
+            "DeviceSignature": signature,
+            "QRText": bind_qr.qr_text(signature, instance.base_url),
+            "ExpireAt": expires,
+        }
 
     @router.get("/products/{product_id}/devices/{device_name}/properties/{prop_id}/history")
     async def history(

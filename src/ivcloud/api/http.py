@@ -41,4 +41,6 @@ def build_http_app(instance: Ivcloud, *, url_key: bytes) -> ASGIApp:
             "writer_queue": instance.writer.depth,
         }
 
-    return edge(AppApiEndpoints(instance, build_registry()), app)
+    endpoints = AppApiEndpoints(instance, build_registry())
+    instance.push.tunnel = endpoints.tokenapi_data
+    return edge(endpoints, app)

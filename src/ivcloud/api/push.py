@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import structlog
 from starlette.routing import WebSocketRoute
@@ -101,6 +101,8 @@ class PushHub:
         self.pushed = 0
         bus.listen("device.", self._on_event)
         users.revocation_listeners.append(self._on_revoked)
+        #: Runs a tokenapi call and returns the answer's ``data`` (set by the HTTP app).
+        self.tunnel: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
 
     def routes(self) -> list[WebSocketRoute]:
         return [WebSocketRoute(path, self.endpoint) for path in PATHS]
@@ -218,12 +220,7 @@ class PushHub:
             if frame.action == push.YUN_API:
                 if frame.yun_action == push.HEARTBEAT:
                     return await self._heartbeat(conn, frame)
-                return push.api_error(
-                    frame.req_id,
-                    INVALID_ACTION,
-                    f"YunApi action {frame.yun_action!r} is not supported",
-                    frame.request_id(),
-                )
+                return await self._tunnel(frame)
             if frame.action == push.HELLO:
                 return push.hello_ok(frame.req_id)
             return push.api_error(
@@ -232,6 +229,24 @@ class PushHub:
         except Exception:
             log.exception("push_frame_failed", action=frame.action)
             return push.server_error(frame.req_id)
+
+    async def _tunnel(self, frame: push.ClientFrame) -> str:
+        """``YunApi`` with any other action runs it as a tokenapi call (the SDK's
+        ``sendWebsocketMessage``); the App API answer's ``data`` becomes ``data.Response``."""
+        if self.tunnel is None or not frame.yun_action:
+            return push.api_error(
+                frame.req_id,
+                INVALID_ACTION,
+                f"YunApi action {frame.yun_action[:64]!r} is not supported",
+                frame.request_id(),
+            )
+        body = {
+            **frame.action_params,
+            "Action": frame.yun_action,
+            "AccessToken": frame.access_token(),
+            "RequestId": frame.request_id(),
+        }
+        return push.reply(frame.req_id, {"Response": await self.tunnel(body)})
 
     async def _user(self, conn: PushConnection, frame: push.ClientFrame) -> UserInfo | None:
         """The frame's user; None (and nothing subscribed any more) for a bad token."""

@@ -328,6 +328,18 @@ class AccountService:
             raise UserAlreadyExists(_TAKEN) from None
         return updated
 
+    async def bind_wechat(self, user: UserInfo, open_id: str) -> UserInfo:
+        """Attach a WeChat openid to a logged-in user (``AppUpdateUserByWeiXin``), so the
+        next ``AppGetTokenByWeiXin`` with it logs into this account.  An openid another
+        user of the app has is refused."""
+        other = await self.users.find(user.app_id, wx_open_id=open_id)
+        if other is not None and other.user_id != user.user_id:
+            raise UserAlreadyExists("this WeChat account belongs to another user")
+        try:
+            return await self.users.update(user.user_id, wx_open_id=open_id)
+        except IntegrityError:
+            raise UserAlreadyExists("this WeChat account belongs to another user") from None
+
     async def find_user(self, app_id: str, who: Identity) -> UserInfo:
         return await self._must_find(app_id, who)
 

@@ -6,6 +6,7 @@ Always HTTP 200 with ``{"code","msg","data"}``; ``data.RequestId`` echoes the cl
 
 from __future__ import annotations
 
+import json
 import time
 from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import parse_qsl
@@ -92,6 +93,13 @@ class AppApiEndpoints:
         self._instance = instance
         self._registry = registry
         self._nonces = appapi.NonceCache()
+
+    async def tokenapi_data(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Run a tokenapi call given as a parsed body; the envelope's ``data`` (the push
+        socket's ``YunApi`` tunnel)."""
+        envelope = json.loads(await self._answer(dumps_safe(body), False, None, b""))
+        data: dict[str, Any] = envelope["data"]
+        return data
 
     async def serve(
         self, scope: Scope, receive: Receive, send: Send, signed: bool, path_action: str | None

@@ -187,6 +187,21 @@ def _register_profile(reg: ActionRegistry) -> None:
         )
         return {}
 
+    @reg.action("AppUpdateUserByWeiXin", "token")
+    async def update_user_by_weixin(call: Call) -> dict[str, Any]:
+        """OEM contract (as for ``AppGetTokenByWeiXin``): the app's back end resolves the
+        WeChat login ``code`` to an openid and sends ``WxOpenID``; a raw ``code`` (what
+        Tencent's own app sends, with ``busi``) cannot be exchanged here."""
+        p = call.params
+        if p.get("WxOpenID") in (None, "") and p.get("code") not in (None, ""):
+            raise AppApiError(
+                appapi.INVALID_PARAMETER_VALUE,
+                "send WxOpenID resolved by your back end; WeChat codes are not exchanged here",
+            )
+        open_id = str_param(p, "WxOpenID", max_len=128)
+        updated = await _accounts(call).bind_wechat(call.me, open_id)
+        return {"Data": updated.to_api()}
+
     @reg.action("AppFindUser", "token")
     async def find_user(call: Call) -> dict[str, Any]:
         user = await _accounts(call).find_user(call.app.app_id, _identity_by_type(call.params))
