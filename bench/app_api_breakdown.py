@@ -37,6 +37,8 @@ from sqlalchemy import text
 from ivcloud.app import Ivcloud
 from ivcloud.config import Settings
 from ivcloud.logs import configure
+from ivcloud.protocol import appapi
+from ivcloud.protocol.jsontext import RawJson
 from ivcloud.services.access import Access
 
 
@@ -175,28 +177,28 @@ async def run(data_dir: Path, n: int, limit: int) -> list[dict[str, Any]]:
         print(" AppGetFamilyDeviceList, in the order the server runs it:")
         await timed("router: users.authenticate (cached)", lambda: inst.users.authenticate(token),
                     n, rows)  # fmt: skip
-        await timed("router: apps.get(user.app_id) (2 queries)", lambda: inst.apps.get(user.app_id),
+        await timed("router: apps.get(user.app_id) (cached)", lambda: inst.apps.get(user.app_id),
                     n, rows)  # fmt: skip
-        await timed("action: access.require_family (1 query)",
+        await timed("action: access.require_family (AppGraph)",
                     lambda: inst.access.require_family(user, fid, admin=False), n,
                     rows)  # fmt: skip
-        await timed(f"action: families.family_devices(limit {limit}) (2 queries)",
-                    lambda: inst.families.family_devices(fid, None, 0, limit), n, rows)  # fmt: skip
-        _, items = await inst.families.family_devices(fid, None, 0, limit)
+        await timed(f"action: families.family_devices_json(limit {limit}) (AppGraph)",
+                    lambda: inst.families.family_devices_json(fid, None, 0, limit), n,
+                    rows)  # fmt: skip
+        total, items = await inst.families.family_devices_json(fid, None, 0, limit)
 
         async def render() -> None:
-            json.dumps({"code": 0, "msg": "", "data": {"DeviceList": [i.to_api() for i in items]}},
-                       ensure_ascii=False, separators=(",", ":"))  # fmt: skip
+            appapi.ok_json("r", {"DeviceList": RawJson(items), "Total": total})
 
-        await timed(f"reply: {limit} × to_api + JSON render", render, n, rows)
+        await timed(f"reply: envelope + {limit} pre-rendered items spliced", render, n, rows)
         await timed("whole request via ASGI app (no socket)",
                     lambda: asgi_post(inst.http_app, path, list_body), n, rows)  # fmt: skip
 
         print(" AppControlDeviceData:")
-        await timed("action: access.require_device(SHARED) (3 queries)",
+        await timed("action: access.require_device(SHARED) (AppGraph)",
                     lambda: inst.access.require_device(user, pid, dn, Access.SHARED), n,
                     rows)  # fmt: skip
-        await timed("service: control.control (insert + commit, publish)",
+        await timed("service: control.control (group commit, publish)",
                     lambda: inst.control.control(rec, {"child_lock_state": 1}), n,
                     rows)  # fmt: skip
         await timed("whole request via ASGI app (no socket)",

@@ -38,7 +38,7 @@ from ivcloud.services.sharing import SharingService
 from ivcloud.services.telemetry import Telemetry
 from ivcloud.services.users import UserService
 from ivcloud.services.writer import BatchWriter
-from ivcloud.store.db import create_engine, migrate, session_factory
+from ivcloud.store.db import WalCheckpointer, create_engine, migrate, session_factory
 from ivcloud.store.objects import LocalObjectStore
 
 log = structlog.get_logger("ivcloud")
@@ -101,6 +101,7 @@ class Ivcloud:
         self.engine = create_engine(settings.sqlalchemy_url)
         self.sessions = session_factory(self.engine)
         self.objects = LocalObjectStore(settings.objects_dir)
+        self.checkpointer = WalCheckpointer(self.engine)
         self.writer = BatchWriter(
             self.engine,
             batch_max=settings.report_batch_max,
@@ -181,6 +182,7 @@ class Ivcloud:
     async def start(self) -> Endpoints:
         s = self.settings
         await migrate(self.engine)
+        self.checkpointer.start()
         await self.devices.reset_presence()
         await self.devices.warm_cache()
         self.writer.start()
@@ -225,6 +227,7 @@ class Ivcloud:
         await self.stun.stop()
         await self.gateway.stop()
         await self.writer.stop()
+        await self.checkpointer.stop()
         await self.engine.dispose()
         (self.settings.data_dir / "server.json").unlink(missing_ok=True)
         log.info("ivcloud_stopped")

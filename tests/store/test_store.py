@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, inspect, select
@@ -19,7 +20,7 @@ from ivcloud.services.ports import SystemClock
 from ivcloud.services.products import ProductService
 from ivcloud.services.telemetry import Telemetry
 from ivcloud.services.writer import BatchWriter, WriteItem
-from ivcloud.store.db import create_engine, migrate, session_factory
+from ivcloud.store.db import WalCheckpointer, create_engine, migrate, session_factory
 from ivcloud.store.schema import PropertyHistory, PropertyLatest
 
 
@@ -209,3 +210,29 @@ async def test_presence_is_persisted_by_the_writer(store: Store) -> None:
     assert await fresh.warm_cache() == 1
     cached = fresh.cached(product.product_id + "cam")
     assert cached is not None and cached.last_ip == "10.0.0.7"
+
+
+async def test_wal_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
+    """No commit checkpoints (auto-checkpoint is off); the checkpointer's passive
+    checkpoint copies every committed frame back into the database file."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}")
+    try:
+        await migrate(engine)
+        async with engine.connect() as conn:
+            auto = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
+        assert auto == 0
+        async with engine.begin() as conn:
+            for i in range(200):
+                await conn.exec_driver_sql(
+                    "INSERT INTO products (product_id, name, category, net_type, description,"
+                    " created_ms) VALUES (?, 'n', 'c', 'wifi', '', 0)",
+                    (f"P{i:09d}",),
+                )
+        checkpointer = WalCheckpointer(engine)
+        busy, frames, done = await checkpointer.checkpoint()
+        assert busy == 0 and frames > 0 and done == frames
+        async with engine.connect() as conn:
+            count = (await conn.exec_driver_sql("SELECT count(*) FROM products")).scalar()
+        assert count == 200
+    finally:
+        await engine.dispose()

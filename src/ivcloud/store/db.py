@@ -1,16 +1,26 @@
 """Engine creation and schema migrations.
 
 SQLite runs in WAL mode with ``synchronous=NORMAL`` (durable across process crashes, the
-write path's group commit does the rest); PostgreSQL is used as is.  Migrations are Alembic
+write path's group commit does the rest); PostgreSQL is used as is.
+
+SQLite's automatic checkpoint runs inside whichever commit pushes the WAL past 1,000 pages
+— with ``synchronous=NORMAL`` that is the only place it fsyncs, so every few seconds under
+load one group commit (and every report and control waiting on it) stalled for the
+checkpoint's fsyncs.  Auto-checkpointing is therefore off on every connection and
+:class:`WalCheckpointer` runs passive checkpoints from its own connection (a passive
+checkpoint never blocks writers), once a second.  Migrations are Alembic
 scripts shipped inside the package and run at start-up, so a fresh data directory or an
 empty PostgreSQL database just works.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event
@@ -18,6 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: The WAL file is truncated back to this size when it is reset after a full checkpoint.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+log = structlog.get_logger("ivcloud.store")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -26,6 +40,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=5000")
+    cur.execute("PRAGMA wal_autocheckpoint=0")  # WalCheckpointer's job
+    cur.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cur.close()
 
 
@@ -61,3 +77,43 @@ async def migrate(engine: AsyncEngine) -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)
+
+
+class WalCheckpointer:
+    """Passive WAL checkpoints off the commit path (SQLite only; see the module docstring).
+
+    Leaves nothing to do on PostgreSQL: :meth:`start` is a no-op there."""
+
+    def __init__(self, engine: AsyncEngine, interval_s: float = 1.0) -> None:
+        self._engine = engine
+        self._interval = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self.checkpoints = 0
+
+    def start(self) -> None:
+        if self._engine.dialect.name == "sqlite":
+            self._task = asyncio.create_task(self._run(), name="ivcloud-wal-checkpoint")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            await self.checkpoint()  # leave a short WAL behind
+
+    async def checkpoint(self) -> tuple[int, int, int]:
+        """One passive checkpoint: ``(busy, wal_frames, checkpointed_frames)``."""
+        async with self._engine.connect() as conn:
+            row = (await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")).one()
+        self.checkpoints += 1
+        busy, frames, done = (int(v) for v in row)
+        return busy, frames, done
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.checkpoint()
+            except Exception:  # a failed checkpoint is retried; it must not stop the loop
+                log.warning("wal_checkpoint_failed", exc_info=True)
