@@ -142,3 +142,28 @@ async def test_devices_of_a_deleted_product_can_no_longer_connect(
         async with device_for(server, home.p):
             pass
     assert await page(server, home.family_id) == (0, [])
+
+
+async def test_concurrent_misses_share_one_load(server: Ivcloud, home: Home) -> None:
+    graph = GatedGraph(server.graph)
+    waiters = [asyncio.create_task(graph.family(home.family_id)) for _ in range(50)]
+    await graph.loading.wait()
+    graph.release.set()
+    results = await asyncio.gather(*waiters)
+    assert graph.loads == 1
+    assert all(r is results[0] for r in results)
+
+
+async def test_waiters_survive_the_loading_request_going_away(
+    server: Ivcloud, home: Home
+) -> None:
+    graph = GatedGraph(server.graph)
+    first = asyncio.create_task(graph.family(home.family_id))
+    await graph.loading.wait()
+    second = asyncio.create_task(graph.family(home.family_id))
+    await asyncio.sleep(0)  # second is now waiting on first's load
+    first.cancel()
+    graph.release.set()
+    snapshot = await second
+    assert snapshot is not None and snapshot.family_id == home.family_id
+    assert first.cancelled()

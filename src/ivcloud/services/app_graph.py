@@ -19,10 +19,11 @@ Scope: one process.  Several instances need the generation bump on the shared bu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -75,6 +76,7 @@ class AppGraph:
         self._families: dict[str, FamilySnapshot | None] = {}
         self._device_family: dict[int, str | None] = {}
         self._sharers: dict[int, frozenset[str]] = {}
+        self._inflight: dict[tuple[int, Any, int], asyncio.Future[Any]] = {}
         self.loads = 0
 
     # --- invalidation ------------------------------------------------------------------
@@ -125,8 +127,35 @@ class AppGraph:
     async def _load(
         self, cache: dict[Any, T], key: Any, loader: Callable[[Any], Awaitable[T]]
     ) -> T:
+        """Load once for everyone: requests that miss the same key while a load is running
+        wait for that load instead of each running their own (after a write, hundreds of
+        users of one family miss at once)."""
+        flight = (id(cache), key, self._generation)
+        running = self._inflight.get(flight)
+        if running is not None:
+            try:
+                return cast(T, await asyncio.shield(running))
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not running.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The loading request went away (its client disconnected): load here.
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._inflight[flight] = future
         generation = self._generation
-        value = await loader(key)
+        try:
+            value = await loader(key)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # marked retrieved: only waiters (if any) re-raise it
+            raise
+        finally:
+            if self._inflight.get(flight) is future:
+                del self._inflight[flight]
+        future.set_result(value)
         self.loads += 1
         if generation == self._generation:
             if len(cache) >= MAX_ENTRIES:

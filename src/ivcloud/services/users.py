@@ -1,8 +1,12 @@
 """End users of an app and their login sessions (AccessTokens).
 
 Tokens are 32 random bytes (URL-safe text); only their SHA-256 is stored, so a database
-leak does not leak sessions.  Authenticated users are cached briefly by token hash: every
-tokenapi call authenticates."""
+leak does not leak sessions.  Authenticated users are cached by token hash: every tokenapi
+call authenticates, so a database round trip per call would dominate the App API's cost.
+Everything that changes a user or a token in this process (update, revoke, revoke_all)
+drops the cached entries at once; the periodic re-check is only a backstop (e.g. a token
+deleted by another process), and it is spread out (jittered per entry) so a thousand
+clients that logged in together do not all go back to the database in the same second."""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ from ivcloud.services.ports import Clock
 from ivcloud.store.schema_app import AccessToken, User
 
 TOKEN_TTL_MS = 7 * 24 * 3600 * 1000
-_CACHE_MS = 30_000
+#: Re-check a cached token with the database after this long (± a random quarter).
+_CACHE_MS = 10 * 60 * 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +155,8 @@ class UserService:
         key = token_hash(token)
         cached = self._auth_cache.get(key)
         if cached is not None:
-            user, expires, checked = cached
-            if now < expires and now - checked < _CACHE_MS:
+            user, expires, recheck_at = cached
+            if now < expires and now < recheck_at:
                 return user
             self._auth_cache.pop(key, None)
         async with self._sessions() as s:
@@ -164,7 +169,8 @@ class UserService:
         user = user_info(user_row)
         if len(self._auth_cache) > 100_000:
             self._auth_cache.clear()
-        self._auth_cache[key] = (user, row.expires_ms, now)
+        jitter = secrets.randbelow(_CACHE_MS // 2) - _CACHE_MS // 4
+        self._auth_cache[key] = (user, row.expires_ms, now + _CACHE_MS + jitter)
         return user
 
     async def revoke(self, token: str) -> None:
