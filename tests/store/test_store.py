@@ -72,6 +72,7 @@ async def test_migrations_create_schema_and_are_idempotent(store: Store) -> None
         "firmware",
         "ota_jobs",
         "ota_tasks",
+        "gateway_subdevices",
         "alembic_version",
     } <= names
 
@@ -236,3 +237,18 @@ async def test_wal_is_checkpointed_off_the_commit_path(tmp_path: Path) -> None:
         assert count == 200
     finally:
         await engine.dispose()
+
+
+async def test_urgent_items_do_not_wait_for_the_batch_delay(store: Store) -> None:
+    """A control a person waits on commits at once, however long the writer would linger
+    to fill a batch of reports (here a minute)."""
+    product = await store.products.create("Cam", "camera")
+    dev = await store.devices.create(product.product_id, "cam0")
+    writer = BatchWriter(store.engine, batch_max=500, batch_delay_ms=60_000, queue_max=100)
+    writer.start()
+    try:
+        row = {"device_id": dev.id, "client_token": "t1", "params": {"a": 1}, "created_ms": 1}
+        ok = await asyncio.wait_for(writer.commit(WriteItem(dev.id, 1, controls_added=[row])), 30)
+        assert ok and writer.batches == 1
+    finally:
+        await writer.stop()

@@ -63,6 +63,9 @@ class WriteItem:
     #: controls ride the group commit too instead of a transaction per App API call.
     controls_added: list[dict[str, Any]] = field(default_factory=list)
     controls_done: list[tuple[int, str]] = field(default_factory=list)
+    #: A person is waiting (an App API control): commit what is queued now instead of
+    #: lingering ``batch_delay_ms`` for more items to share the commit.
+    urgent: bool = False
 
 
 class BatchWriter:
@@ -107,7 +110,8 @@ class BatchWriter:
         await self._queue.put(item)
 
     async def commit(self, item: WriteItem) -> bool:
-        """Queue an item and wait until its batch has committed (True) or failed."""
+        """Queue an item as urgent and wait until its batch has committed (True) or
+        failed."""
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
         async def ack(ok: bool) -> None:
@@ -115,6 +119,7 @@ class BatchWriter:
                 done.set_result(ok)
 
         item.ack = ack
+        item.urgent = True
         await self._queue.put(item)
         return await done
 
@@ -123,13 +128,18 @@ class BatchWriter:
         while True:
             first = await self._queue.get()
             batch = [first]
+            urgent = first.urgent
             deadline = loop.time() + self._delay
             while len(batch) < self._batch_max:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
+                    batch.append(item)
+                    urgent = urgent or item.urgent
                     continue
                 except asyncio.QueueEmpty:
                     pass
+                if urgent:
+                    break
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
