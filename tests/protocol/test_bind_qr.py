@@ -69,8 +69,9 @@ def test_parser_never_raises_anything_else(text: str) -> None:
 
 
 @given(
-    st.text(st.characters(codec="utf-8"), min_size=1, max_size=20),
-    st.text(st.characters(codec="utf-8"), min_size=1, max_size=48),
+    st.from_regex(r"[A-Z0-9]{10}", fullmatch=True),
+    # Device names as the console accepts them (letters, digits, _-.:@; up to 48).
+    st.from_regex(r"[A-Za-z0-9_\-.:@]{1,48}", fullmatch=True),
     st.integers(0, 2**40 - 1),
 )
 def test_any_device_round_trips(pid: str, dn: str, expires: int) -> None:
