@@ -20,23 +20,32 @@ from ivcloud.bus.memory import InMemoryBus
 from ivcloud.config import Settings
 from ivcloud.gateway.dispatch import ThingDispatcher
 from ivcloud.gateway.server import MqttGateway
+from ivcloud.gateway.subdevices import GatewayOperations, SubDeviceRoutes
+from ivcloud.media.hub import StreamHub
 from ivcloud.media.stun_server import StunServer
+from ivcloud.protocol.cs_urls import CsUrls
 from ivcloud.services.access import AccessService
 from ivcloud.services.accounts import build_accounts
 from ivcloud.services.app_binding import AppBindingService
 from ivcloud.services.app_graph import AppGraph
 from ivcloud.services.apps import AppService
 from ivcloud.services.binding import BindingService
+from ivcloud.services.cloud_storage import CloudStorageService, CsLimits
+from ivcloud.services.cloud_storage_query import CloudStorageQuery
+from ivcloud.services.cloud_storage_retention import CloudStorageRetention
 from ivcloud.services.control import ControlService
 from ivcloud.services.devices import DeviceService
 from ivcloud.services.families import FamilyService
+from ivcloud.services.gateways import GatewayService
 from ivcloud.services.ice import IceService, public_stun_host, stun_url
 from ivcloud.services.ota import OtaService
 from ivcloud.services.ports import DownlinkRef, SystemClock
 from ivcloud.services.products import ProductService
 from ivcloud.services.sharing import SharingService
+from ivcloud.services.streams import StreamService
 from ivcloud.services.telemetry import Telemetry
 from ivcloud.services.users import UserService
+from ivcloud.services.video_signal import VideoSignalService
 from ivcloud.services.writer import BatchWriter
 from ivcloud.store.db import WalCheckpointer, create_engine, migrate, session_factory
 from ivcloud.store.objects import LocalObjectStore
@@ -158,6 +167,38 @@ class Ivcloud:
             url_key=url_key.encode(),
             base_url=settings.base_url(),
         )
+        # (live video) $video signalling; demand-driven uploads into the stream hub
+        self.video_signal = VideoSignalService(self.downlink, timeout_s=settings.action_timeout_s)
+        self.streams = StreamService(
+            self.video_signal,
+            self.downlink,
+            self.clock,
+            url_key=url_key.encode(),
+            base_url=settings.base_url(),
+            publisher_wait_s=settings.stream_publisher_wait_s,
+            linger_s=settings.stream_linger_s,
+        )
+        self.hub = StreamHub(
+            self.streams,
+            gop_limit=settings.stream_gop_cache_bytes,
+            backlog_limit=settings.stream_viewer_backlog_bytes,
+            max_viewers=settings.stream_max_viewers,
+        )
+        self.streams.sink = self.hub
+        self.bus.listen("device.online", self.streams.on_bus_event)
+        # (gateway sub-devices) topology + which gateway connection carries a sub-device
+        self.subdevice_routes = SubDeviceRoutes()
+        self.gateway_subdevices = GatewayService(
+            self.sessions,
+            self.devices,
+            self.access,
+            self.families,
+            self.subdevice_routes,
+            self.downlink,
+            self.clock,
+        )
+        self.bus.listen("device.binding", self.gateway_subdevices.on_binding_changed)
+        self.bus.listen("entity.removed", self.gateway_subdevices.on_entity_removed)
         self.dispatcher = ThingDispatcher(
             devices=self.devices,
             products=self.products,
@@ -167,12 +208,41 @@ class Ivcloud:
             binding=self.binding,
             downlink=self.downlink,
             clock=self.clock,
+            video=self.video_signal,
+            gateway_ops=GatewayOperations(self.gateway_subdevices, self.downlink),
         )
-        self.gateway = MqttGateway(self.dispatcher, max_packet_size=settings.max_packet_size)
+        self.gateway = MqttGateway(
+            self.dispatcher,
+            max_packet_size=settings.max_packet_size,
+            routes=self.subdevice_routes,
+        )
         self.downlink.target = self.gateway
         # (live video) STUN listener; ICE server list with minted TURN credentials
         self.stun = StunServer(rate_limit=settings.stun_rate_limit)
         self.ice = IceService.from_settings(settings)
+        # (cloud storage) device uploads, App API queries, signed playback, retention
+        cs_limits = CsLimits(
+            retention_days=settings.cloud_storage_retention_days,
+            max_segment_bytes=settings.cloud_storage_max_segment_bytes,
+            max_thumbnail_bytes=settings.cloud_storage_max_thumbnail_bytes,
+            clock_skew_s=settings.cloud_storage_clock_skew_s,
+        )
+        self.cloud_storage = CloudStorageService(self.sessions, self.objects, self.clock, cs_limits)
+        self.cs_query = CloudStorageQuery(
+            self.sessions,
+            self.clock,
+            timezone=settings.cloud_storage_timezone,
+            retention_days=settings.cloud_storage_retention_days,
+        )
+        self.cs_retention = CloudStorageRetention(
+            self.sessions,
+            self.objects,
+            self.clock,
+            cs_limits,
+            forget_init=self.cloud_storage.forget_init,
+            interval_s=settings.cloud_storage_cleanup_interval_s,
+        )
+        self.cs_urls = CsUrls(url_key.encode(), settings.base_url())
         self.http_app = build_http_app(self, url_key=url_key.encode())
         self._http: uvicorn.Server | None = None
         self._http_task: asyncio.Task[None] | None = None
@@ -192,12 +262,24 @@ class Ivcloud:
             assert self.stun.port is not None
             self.ice.stun_urls = [stun_url(public_stun_host(s), self.stun.port)]
         sock = bind_socket(s.host, s.http_port)
+        if s.http_send_buffer_bytes:  # inherited by accepted connections (stream viewers)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, s.http_send_buffer_bytes)
         http_port = sock.getsockname()[1]
         #: Where clients reach this instance (public_url when set): signed links, QR codes.
         self.base_url = s.base_url(http_port)
         self.ota.base_url = self.base_url
+        self.streams.base_url = self.base_url
+        self.cs_urls.base_url = self.base_url
+        self.cs_retention.start()
         config = uvicorn.Config(
-            self.http_app, log_config=None, access_log=False, lifespan="off", ws="websockets-sansio"
+            self.http_app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            ws="websockets-sansio",
+            # Browsers offer permessage-deflate; accepting it would zlib every video message
+            # once per viewer (the hub sends the same bytes to all, compressing nothing).
+            ws_per_message_deflate=False,
         )
         self._http = uvicorn.Server(config)
         self._http_task = asyncio.create_task(self._http.serve(sockets=[sock]))
@@ -219,12 +301,15 @@ class Ivcloud:
         return self.endpoints
 
     async def stop(self) -> None:
+        await self.hub.close()  # ends streaming responses, or the HTTP server waits for them
+        await self.streams.close()
         if self._http is not None:
             self._http.should_exit = True
             if self._http_task is not None:
                 await self._http_task
             self._http = None
         await self.stun.stop()
+        await self.cs_retention.stop()
         await self.gateway.stop()
         await self.writer.stop()
         await self.checkpointer.stop()

@@ -112,6 +112,76 @@ class Settings(BaseSettings):
         le=7 * 86400,
         description="Lifetime of minted TURN credentials.",
     )
+    # -- stream hub (live video 1-to-N through the server) --------------------------------
+    stream_gop_cache_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Per stream: the tags since the last keyframe kept for joining viewers; "
+        "a longer GOP is dropped (joiners then wait for the next keyframe).",
+    )
+    stream_viewer_backlog_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Per viewer: bytes queued for a viewer before it is skipped to the next "
+        "keyframe (a slow viewer never grows memory or stalls the others).",
+    )
+    stream_publisher_wait_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a viewer waits for the device to start pushing its stream.",
+    )
+    stream_linger_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="After the last viewer leaves, keep the upload this long (a quick "
+        "re-open reuses it) before asking the device to stop.",
+    )
+    stream_max_viewers: int = Field(
+        default=200, ge=1, description="Viewers per stream (device, channel, quality)."
+    )
+    http_send_buffer_bytes: int = Field(
+        default=256 * 1024,
+        ge=0,
+        description="SO_SNDBUF of HTTP connections (the kernel doubles it): bounds what a "
+        "viewer that stopped reading holds in kernel buffers; 0 = kernel autotuning.",
+    )
+    # -- cloud storage (event clips, thumbnails, timeline; docs/cloud-storage.md) ---------
+    cloud_storage_retention_days: int = Field(
+        default=7, ge=1, le=3650, description="Clips, events and thumbnails are kept this long."
+    )
+    cloud_storage_max_segment_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=64 * 1024, description="Largest accepted fMP4 segment."
+    )
+    cloud_storage_max_thumbnail_bytes: int = Field(
+        default=512 * 1024, ge=4 * 1024, description="Largest accepted event JPEG."
+    )
+    cloud_storage_clock_skew_s: int = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="Device clock error tolerated by upload signatures and time ranges.",
+    )
+    cloud_storage_timezone: str = Field(
+        default="UTC",
+        description="IANA time zone of the App API's calendar days (Date, day timeline).",
+    )
+    cloud_storage_url_ttl_s: int = Field(
+        default=3600, ge=60, le=7 * 86400, description="Lifetime of signed thumbnail URLs."
+    )
+    cloud_storage_cleanup_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often expired clips are removed."
+    )
+
+    @field_validator("cloud_storage_timezone")
+    @classmethod
+    def _check_cloud_storage_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @field_validator("stun_port", mode="before")
     @classmethod
@@ -139,6 +209,14 @@ class Settings(BaseSettings):
     def _turn_needs_secret(self) -> Settings:
         if self.turn_urls and self.turn_secret is None:
             raise ValueError("turn_urls need turn_secret (the TURN server's static-auth-secret)")
+        return self
+
+    @model_validator(mode="after")
+    def _backlog_holds_a_gop(self) -> Settings:
+        # A joining viewer is handed the whole GOP cache at once; a smaller backlog would
+        # overflow on the next frame and throw the cached GOP away again.
+        if self.stream_viewer_backlog_bytes < self.stream_gop_cache_bytes:
+            raise ValueError("stream_viewer_backlog_bytes must be >= stream_gop_cache_bytes")
         return self
 
     @property

@@ -22,6 +22,7 @@ OWN_UP = [
     f"$template/operation/{P}/{D}",
     f"$rrpc/txd/{P}/{D}/12345",
     f"$resource/up/service/{P}/{D}",
+    f"$video/up/{P}/{D}",
     f"{P}/{D}/data",
     f"{P}/{D}/event/sub/level",
 ]
@@ -38,6 +39,7 @@ OWN_DOWN = [
     f"$rrpc/rxd/{P}/{D}/98765",
     f"$broadcast/rxd/{P}/{D}",
     f"$resource/down/service/{P}/{D}",
+    f"$video/down/{P}/{D}",
     f"{P}/{D}/control",
     f"{P}/{D}/#",
     f"{P}/{D}/+",
@@ -180,6 +182,28 @@ def test_identities_that_would_distort_levels_get_nothing(p: str, d: str) -> Non
     assert not may_publish(p, d, f"$thing/up/property/{p}/{d}")
     assert not may_subscribe(p, d, f"$thing/down/property/{p}/{d}")
     assert not may_subscribe(p, d, f"{p}/{d}/#")
+
+
+def test_video_signalling_topics_are_per_device() -> None:
+    """ivcloud's $video extension: own up-topic to publish, own down-topic to subscribe,
+    never another device's, never the other direction, no wildcards."""
+    assert may_publish(P, D, f"$video/up/{P}/{D}")
+    assert may_subscribe(P, D, f"$video/down/{P}/{D}")
+    for p, d in [(OTHER_P, OTHER_D), (P, OTHER_D), (OTHER_P, D)]:
+        assert not may_publish(P, D, f"$video/up/{p}/{d}")
+        assert not may_subscribe(P, D, f"$video/down/{p}/{d}")
+    assert not may_publish(P, D, f"$video/down/{P}/{D}")  # impersonating the cloud
+    assert not may_subscribe(P, D, f"$video/up/{P}/{D}")  # reading its own requests back
+    for bad in (
+        "$video/#",
+        "$video/down/#",
+        f"$video/down/{P}/+",
+        "$video/down/+/+",
+        f"$video/+/{P}/{D}",
+        f"$video/down/{P}/{D}/#",
+    ):
+        assert not may_subscribe(P, D, bad)
+    assert not may_publish(P, D, f"$video/up/{P}/{D}/extra")
 
 
 # -- property: an allowed filter never matches a topic of another device ---------------------

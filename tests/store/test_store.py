@@ -73,8 +73,57 @@ async def test_migrations_create_schema_and_are_idempotent(store: Store) -> None
         "ota_jobs",
         "ota_tasks",
         "gateway_subdevices",
+        "cs_inits",
+        "cs_segments",
+        "cs_events",
         "alembic_version",
     } <= names
+
+
+async def test_cloud_storage_rows_cascade_with_their_device(store: Store) -> None:
+    """Migration 0003: the cloud-storage index lives and dies with its device."""
+    from ivcloud.store.schema_cloud import CsEvent, CsInit, CsSegment
+
+    product = await store.products.create("Cam", "camera")
+    dev = await store.devices.create(product.product_id, "cam")
+    keep = await store.devices.create(product.product_id, "keep")
+    sessions = session_factory(store.engine)
+    async with sessions.begin() as s:
+        for d in (dev, keep):
+            s.add(CsInit(device_id=d.id, sha256="a" * 64, object_key="k", size=1, created_ms=1))
+            s.add(
+                CsSegment(
+                    device_id=d.id,
+                    channel=0,
+                    start_ms=1,
+                    end_ms=2,
+                    duration_ms=1,
+                    size=1,
+                    object_key="s",
+                    init_sha256="a" * 64,
+                    created_ms=1,
+                )
+            )
+            s.add(
+                CsEvent(
+                    device_id=d.id,
+                    channel=0,
+                    event_id=1,
+                    start_ms=1,
+                    end_ms=None,
+                    video=True,
+                    thumbnail_key=None,
+                    data={"a": [1]},
+                    created_ms=1,
+                )
+            )
+    await store.devices.delete(product.product_id, "cam")
+    async with store.engine.connect() as conn:
+        for table in (CsInit, CsSegment, CsEvent):
+            rows = (await conn.execute(select(table.device_id))).scalars().all()
+            assert rows == [keep.id], table.__tablename__
+        data = (await conn.execute(select(CsEvent.data))).scalar_one()
+    assert data == {"a": [1]}
 
 
 async def test_product_and_device_lifecycle(store: Store) -> None:

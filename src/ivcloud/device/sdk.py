@@ -18,8 +18,9 @@ import ssl
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import aiomqtt
 import structlog
 
 from ivcloud.device.dm import DataModel
@@ -42,6 +43,7 @@ from ivcloud.device.types import (
     Transport,
     maybe_await,
 )
+from ivcloud.device.video_link import VideoHandler, VideoLink
 from ivcloud.protocol.thingmodel import ThingModel
 
 log = structlog.get_logger("ivcloud.device")
@@ -54,12 +56,22 @@ _DOWN = (
     ("$thing/down/service", 0),
     ("$ota/update", 1),
     ("$sys/operation/result", 0),
+    ("$video/down", 0),  # ivcloud extension: video signalling (device/video_link.py)
 )
 _TIME_KEY = "$sys:time"
 
 
 class NotInitialised(RuntimeError):
     """A call that needs ``sys_init`` (or ``ota_init``) first, as in the C SDK."""
+
+
+class DeviceExtension(Protocol):
+    """A module riding on the device's connection (``device.gateway``): ``on_message`` sees
+    each JSON message first (in the reader, must not block; True = taken);
+    ``on_session_start`` runs after each (re)connect, before the app's ``on_online``."""
+
+    def on_message(self, topic: str, doc: dict[str, Any]) -> bool: ...
+    async def on_session_start(self) -> None: ...
 
 
 class IvDevice:
@@ -75,8 +87,10 @@ class IvDevice:
         self._on_offline: OfflineCallback | None = None
         self._rpc = Requests()
         self._dm = DataModel(self._rpc.publish)
+        self._video = VideoLink(self._rpc.publish)
         self._time_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
+        self._extensions: list[DeviceExtension] = []
 
     @property
     def model(self) -> ThingModel | None:
@@ -118,6 +132,7 @@ class IvDevice:
         self._rpc.prefix, self._rpc.timeout = p, command_timeout
         self._dm.property_topic = f"$thing/up/property/{p}/{d}"
         self._dm.action_topic = f"$thing/up/action/{p}/{d}"
+        self._video.up_topic = f"$video/up/{p}/{d}"
         if ws_url:
             address = BrokerAddress.from_ws_url(ws_url)
         else:
@@ -156,6 +171,7 @@ class IvDevice:
         if self._link is not None:
             await self._link.stop()
         await self._dm.stop()
+        await self._video.stop()
         tasks = list(self._background)
         for task in tasks:
             task.cancel()
@@ -282,6 +298,11 @@ class IvDevice:
         doc = {"method": "report_info", "params": params}
         return reply_code(await self._thing("property", doc, timeout_s))
 
+    def on_video(self, method: str, handler: VideoHandler | None) -> None:
+        """Handle a ``$video`` signalling method from the cloud (e.g. ``stream_push_start``,
+        see :class:`ivcloud.device.av.pusher.PushManager`); ``None`` removes it."""
+        self._video.on(method, handler)
+
     # -- iv_ad ----------------------------------------------------------------------------
 
     async def send_bind_info(self, token: str, *, attempts: int = 3, interval: float = 3.0) -> int:
@@ -330,6 +351,32 @@ class IvDevice:
         version = self.ota.target_version or self.ota.version
         return await self.ota.report_progress(version, state, percent, result_code, result_msg)
 
+    # -- extensions -----------------------------------------------------------------------
+
+    def add_extension(self, extension: DeviceExtension) -> None:
+        self._extensions.append(extension)
+
+    async def publish(self, topic: str, doc: dict[str, Any], qos: int = 0) -> bool:
+        """Send a JSON message on any topic (waits for the link up to the command timeout)."""
+        return await self._rpc.publish(topic, doc, qos)
+
+    async def request(self, topic: str, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """Send with a fresh ``clientToken``; the ``$thing/down`` reply echoing it, or None."""
+        return await self._rpc.thing(topic, doc)
+
+    async def subscribe(self, topic: str, qos: int = 0) -> bool:
+        """Subscribe on the current connection (gone after a reconnect: re-subscribe
+        from ``on_session_start``); whether the broker granted it."""
+        client = None if self._link is None else self._link._client
+        if client is None:
+            return False
+        try:
+            result = await client.subscribe(topic, qos=qos, timeout=self._rpc.timeout)
+        except aiomqtt.MqttError:
+            return False
+        first = result[0] if result else 0x80  # a ReasonCode (paho 2) or an int
+        return (first if isinstance(first, int) else first.value) < 0x80
+
     # -- internals ------------------------------------------------------------------------
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -358,6 +405,8 @@ class IvDevice:
             await self.ota.report_version()
         if self._dm.sync_on_connect and self._dm.on_control is not None:
             await self.property_sync()
+        for extension in self._extensions:
+            await extension.on_session_start()
         if self._on_online is not None:
             await maybe_await(self._on_online(self.online_time_ms))
 
@@ -372,12 +421,17 @@ class IvDevice:
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         """Route one incoming message (runs in the reader: must not block)."""
+        if topic.startswith("$video/down/"):
+            self._video.submit(payload)
+            return
         try:
             doc = json.loads(payload)
         except (UnicodeDecodeError, json.JSONDecodeError):
             log.info("device_bad_payload", topic=topic)
             return
         if not isinstance(doc, dict):
+            return
+        if any(extension.on_message(topic, doc) for extension in self._extensions):
             return
         if topic.startswith("$thing/down/"):
             method = doc.get("method")

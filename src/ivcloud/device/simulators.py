@@ -17,6 +17,7 @@ import asyncio
 import secrets
 from typing import Any, ClassVar, Literal
 
+from ivcloud.device.av.pusher import PushManager, live_source_factory
 from ivcloud.device.simbase import ActionHandler, Simulator, SimulatorKind
 from ivcloud.device.types import OK
 from ivcloud.protocol.otp import verify_lock_temp_password
@@ -52,7 +53,23 @@ def _sys_state() -> dict[str, Any]:
     }
 
 
-class CameraSimulator(Simulator):
+class _LiveVideo(Simulator):
+    """Answers the cloud's ``stream_push_start`` / ``stream_push_stop`` with a real
+    :class:`~ivcloud.device.av.LiveSource` per pushed stream: the quality's profile (640x360
+    @ 15 fps for ``standard``) with ``video_overrides`` applied, e.g. ``{"width": 320,
+    "height": 240, "fps": 10}`` for light test streams."""
+
+    def __init__(self, *, video_overrides: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pushers = PushManager(live_source_factory(**(video_overrides or {})))
+        self.pushers.install(self.device)
+
+    async def stop(self) -> None:
+        await self.pushers.close()
+        await super().stop()
+
+
+class CameraSimulator(_LiveVideo):
     kind = "camera"
     model_name = "camera"
     hardware = "ivcloud-sim-ipc"
@@ -149,7 +166,7 @@ class LockImageSimulator(Simulator):
         return True
 
 
-class LockVideoSimulator(LockImageSimulator):
+class LockVideoSimulator(_LiveVideo, LockImageSimulator):
     """Video-stream lock: a low-power device that sleeps after ``sleep_after_s`` idle."""
 
     kind = "lock-video"

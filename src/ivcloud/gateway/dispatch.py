@@ -1,6 +1,7 @@
 """The device-side adapter: authenticates CONNECTs and turns each device PUBLISH into a
 service call and a reply, mapping service and protocol errors to ``$thing`` reply codes
-(0 ok, 406 invalid data, 404 unknown method, 500 storage failure)."""
+(0 ok, 406 invalid data, 404 unknown method, 500 storage failure). ``$video/up`` (ivcloud's
+video signalling) follows the same conventions on ``$video/down``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 import structlog
 
 from ivcloud.gateway.contracts import ConnectRefused, DeviceIdentity
+from ivcloud.gateway.subdevices import GatewayOperations
+from ivcloud.gateway.video import video_up
 from ivcloud.protocol import ota, thing
 from ivcloud.protocol.credentials import parse_username, verify_password
 from ivcloud.protocol.errors import (
@@ -25,6 +28,7 @@ from ivcloud.services.ota import OtaService
 from ivcloud.services.ports import Clock, Downlink
 from ivcloud.services.products import ProductService
 from ivcloud.services.telemetry import Telemetry
+from ivcloud.services.video_signal import VideoSignalService
 
 log = structlog.get_logger("ivcloud.gateway")
 
@@ -47,6 +51,8 @@ class ThingDispatcher:
         binding: BindingService,
         downlink: Downlink,
         clock: Clock,
+        video: VideoSignalService | None = None,
+        gateway_ops: GatewayOperations | None = None,
     ) -> None:
         self._devices = devices
         self._products = products
@@ -56,6 +62,8 @@ class ThingDispatcher:
         self._binding = binding
         self._clock = clock
         self._downlink = downlink
+        self._video = video
+        self._gateway_ops = gateway_ops
 
     # -- connection lifecycle -----------------------------------------------------------
 
@@ -117,8 +125,12 @@ class ThingDispatcher:
                 log.info("unhandled_topic", client_id=rec.client_id, topic=topic)
         elif head == "$ota" and len(parts) == 4 and parts[1] == "report":
             await self._ota_report(rec, payload)
+        elif head == "$gateway" and len(parts) == 4 and self._gateway_ops is not None:
+            await self._gateway_ops.on_operation(rec, payload)  # sub-devices, spec §6.2
         elif head == "$sys" and len(parts) == 4 and parts[1] == "operation":
             await self._sys(rec, payload)
+        elif head == "$video" and len(parts) == 4 and parts[1] == "up" and self._video:
+            await video_up(self._downlink, self._video, rec, payload)
         else:
             log.info("unhandled_topic", client_id=rec.client_id, topic=topic)
 

@@ -7,17 +7,21 @@ read).  Everything per-connection lives in :class:`~ivcloud.gateway.session.Sess
 
 Delivery (:meth:`MqttGateway.publish`) is a dict lookup by ClientId plus a lookup in that
 session's subscriptions, so its cost does not depend on how many devices are connected.
+A gateway sub-device (spec §6.2) is reached through its gateway's connection
+(:class:`~ivcloud.gateway.subdevices.SubDeviceRoutes`, one more lookup for those only).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Final, cast
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import structlog
 
-from ivcloud.gateway.contracts import DeviceHandler
+from ivcloud.gateway.contracts import DeviceHandler, DeviceIdentity
 from ivcloud.gateway.session import Link, Session
+from ivcloud.gateway.subdevices import SubDeviceRoutes
 from ivcloud.protocol.mqtt.reader import PacketReader
 
 if TYPE_CHECKING:
@@ -119,6 +123,7 @@ class MqttGateway:
         write_buffer_limit: int = 256 * 1024,
         inflight_window: int = 16,
         max_queued: int = 256,
+        routes: SubDeviceRoutes | None = None,
     ) -> None:
         self.handler = handler
         self.max_packet_size = max_packet_size
@@ -128,6 +133,8 @@ class MqttGateway:
         self.inflight_window = inflight_window
         self.max_queued = max_queued
         self._sessions: dict[str, Session] = {}  # online sessions by ClientId
+        self.routes = routes if routes is not None else SubDeviceRoutes()
+        self.routes.use_sessions(self._sessions)
         self._all: set[Session] = set()  # every open connection, online or not
         self._offline: dict[str, asyncio.Task[None]] = {}  # pending on_offline by ClientId
         self._offline_tasks: set[asyncio.Task[None]] = set()
@@ -190,7 +197,7 @@ class MqttGateway:
     # -- DeviceLink --------------------------------------------------------------------------
 
     def is_connected(self, client_id: str) -> bool:
-        return client_id in self._sessions
+        return client_id in self._sessions or self.routes.session_for(client_id) is not None
 
     async def publish(self, client_id: str, topic: str, payload: bytes, qos: int = 0) -> bool:
         return self.publish_nowait(client_id, topic, payload, qos)
@@ -203,7 +210,7 @@ class MqttGateway:
         keeping up with its outgoing buffer."""
         if qos not in (0, 1):
             raise ValueError(f"QoS must be 0 or 1, got {qos}")
-        session = self._sessions.get(client_id)
+        session = self._sessions.get(client_id) or self.routes.session_for(client_id)
         if session is None:
             return False
         return session.deliver(topic, payload, qos)
@@ -239,6 +246,9 @@ class MqttGateway:
             old.replaced = True
             old.log.info("gateway.replaced", new_peer=session.peer)
             old.close("replaced by a new connection")
+            subs = self.routes.drop_gateway(session.client_id)
+            if subs:  # the new connection must bring them online again
+                self._track_offline(session.client_id, self._subs_offline(subs))
 
     async def offline_done(self, client_id: str) -> None:
         """Wait for a previous connection's ``on_offline`` so that the handler never sees it
@@ -254,12 +264,42 @@ class MqttGateway:
             return  # never online, or replaced
         del self._sessions[session.client_id]
         session.log.info("gateway.offline", reason=session.close_reason)
-        task = asyncio.get_running_loop().create_task(self._notify_offline(session))
-        self._offline[session.client_id] = task
+        subs = self.routes.drop_gateway(session.client_id)
+        self._track_offline(session.client_id, self._notify_offline(session, subs))
+
+    def _track_offline(self, client_id: str, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as the ClientId's pending offline work (after any earlier one), so
+        the next connection's ``on_online`` waits for it (:meth:`offline_done`)."""
+        previous = self._offline.get(client_id)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait((previous,))
+            await coro
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._offline[client_id] = task
         self._offline_tasks.add(task)
         task.add_done_callback(self._offline_tasks.discard)
+        task.add_done_callback(lambda t: self._offline_finished(client_id, t))
 
-    async def _notify_offline(self, session: Session) -> None:
+    def _offline_finished(self, client_id: str, task: asyncio.Task[None]) -> None:
+        if self._offline.get(client_id) is task:
+            del self._offline[client_id]
+
+    async def _subs_offline(self, subs: list[DeviceIdentity]) -> None:
+        """``on_offline`` for sub-devices whose gateway connection ended, unless they came
+        back meanwhile (connected themselves, or routed again)."""
+        for sub in subs:
+            cid = sub.client_id
+            if cid in self._sessions or self.routes.gateway_of(cid) is not None:
+                continue
+            try:
+                await self.handler.on_offline(sub, "gateway offline")
+            except Exception:
+                self.log.exception("gateway.on_offline_failed", client_id=cid)
+
+    async def _notify_offline(self, session: Session, subs: list[DeviceIdentity]) -> None:
         identity = session.identity
         assert identity is not None
         try:
@@ -267,9 +307,8 @@ class MqttGateway:
             if busy is not None:
                 # Let an in-progress on_message/on_online finish first: offline comes last.
                 await asyncio.wait((busy,))
-            await self.handler.on_offline(identity, session.close_reason)
+            await self._subs_offline(subs)
+            if self.routes.gateway_of(identity.client_id) is None:  # else still online via one
+                await self.handler.on_offline(identity, session.close_reason)
         except Exception:
             session.log.exception("gateway.on_offline_failed")
-        finally:
-            if self._offline.get(session.client_id) is asyncio.current_task():
-                del self._offline[session.client_id]

@@ -281,6 +281,10 @@ class Session:
                 self._acl.clear()
             self._acl[topic] = allowed
         if not allowed:
+            # Not its own topic: maybe one of its online sub-devices' (gateway/subdevices.py).
+            sub = self._gw.routes.publisher(identity.client_id, topic)
+            if sub is not None:
+                return self._publish_up(sub, packet)
             self.log.warning("gateway.publish_denied", topic=topic, qos=packet.qos)
             return None
         return self._publish_up(identity, packet)
@@ -303,7 +307,9 @@ class Session:
         assert identity is not None
         codes = bytearray()
         for topic_filter, qos in packet.topics:
-            if may_subscribe(identity.product_id, identity.device_name, topic_filter):
+            if may_subscribe(
+                identity.product_id, identity.device_name, topic_filter
+            ) or self._gw.routes.subscribe(identity.client_id, topic_filter):
                 granted = 1 if qos else 0
                 self.out.subscribe(topic_filter, granted)
                 codes.append(granted)

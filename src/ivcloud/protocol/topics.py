@@ -33,6 +33,7 @@ _UP_PREFIXES: Final[frozenset[str]] = frozenset(
         "$shadow/operation",
         "$template/operation",
         "$resource/up/service",
+        "$video/up",  # ivcloud extension: video signalling (protocol/video_signal.py)
     }
 )
 _DOWN_PREFIXES: Final[frozenset[str]] = frozenset(
@@ -50,6 +51,7 @@ _DOWN_PREFIXES: Final[frozenset[str]] = frozenset(
         "$template/operation/result",
         "$broadcast/rxd",
         "$resource/down/service",
+        "$video/down",  # ivcloud extension: video signalling (protocol/video_signal.py)
     }
 )
 _RRPC_UP: Final = "$rrpc/txd"

@@ -3,6 +3,7 @@
 from alembic import context
 
 import ivcloud.store.schema_app  # noqa: F401  (registers the app-side tables)
+import ivcloud.store.schema_cloud as _cloud_tables  # noqa: F401  (registers cloud storage)
 from ivcloud.store.schema import Base
 
 connection = context.config.attributes["connection"]

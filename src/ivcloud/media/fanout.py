@@ -1,0 +1,147 @@
+"""One viewer's bounded backlog: what the hub has handed it and its writer has not sent.
+
+Pure and synchronous (no sockets, no asyncio): the stream offers every item to every viewer
+without awaiting, and each viewer's writer task pops at its own pace. Items are the stream's
+own ``bytes`` objects (FLV tags, fMP4 fragments), never copies, so N viewers cost N
+references, not N buffers.
+
+The backlog is bounded in bytes. A viewer whose backlog would pass the limit is *lagging*:
+its queued media is dropped and everything is skipped up to the next resume point (a video
+keyframe), where it resumes, so its memory stays bounded whatever its connection does and
+it never sees a frame it cannot decode. A viewer that has not started yet (joined before
+any keyframe) waits the same way.
+
+Resuming needs the decoder configuration first. The viewer asks its :class:`PreludeSource`:
+``initial=True`` while nothing at all has been delivered (FLV: file header, metadata and
+sequence headers; fMP4: the init message and init segment), ``initial=False`` after a skip
+(FLV: the sequence headers again; fMP4: the init again), since the configuration may have
+been among the dropped items.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+#: An item handed to viewers: binary (FLV tag, fMP4 segment) or a text message (fMP4 init).
+Item = bytes | str
+
+
+class PreludeSource(Protocol):
+    def prelude(self, *, initial: bool, resume_at: Item) -> Sequence[Item]:
+        """Items that must precede ``resume_at`` for a decoder to start there."""
+        ...
+
+
+class Viewer:
+    """``offer`` from the stream, ``pop`` from the writer. ``wake`` (optional) is called when
+    the writer may have something new to do (items queued, or the viewer ended)."""
+
+    __slots__ = (
+        "end_code",
+        "end_reason",
+        "ended",
+        "fresh",
+        "lag_events",
+        "limit",
+        "needs_prelude",
+        "queue",
+        "queued_bytes",
+        "skipped",
+        "source",
+        "waiting",
+        "wake",
+    )
+
+    def __init__(
+        self, source: PreludeSource, limit: int, wake: Callable[[], None] | None = None
+    ) -> None:
+        if limit <= 0:
+            raise ValueError("limit must be positive")
+        self.source = source
+        self.limit = limit
+        self.wake = wake
+        self.queue: deque[Item] = deque()
+        self.queued_bytes = 0
+        #: Skipping until a resume point (not started yet, or lagging).
+        self.waiting = True
+        #: The prelude must be queued before the next resume point.
+        self.needs_prelude = True
+        #: Nothing popped yet: the next prelude must be the initial one.
+        self.fresh = True
+        self.ended = False
+        self.end_code = 1000
+        self.end_reason = ""
+        #: Times the backlog overflowed; items skipped while waiting.
+        self.lag_events = 0
+        self.skipped = 0
+
+    def join(self, start: Sequence[Item]) -> None:
+        """Start at once with ``start`` (prelude and cached GOP): the stream had a resume
+        point. Without one, the viewer stays waiting for the next."""
+        if start:
+            self._push_all(start)
+            self.waiting = self.needs_prelude = False
+
+    def offer(self, item: Item, resume: bool) -> None:
+        """Queue ``item`` (``resume``: a point a decoder can start at) or skip it."""
+        if self.ended:
+            return
+        if self.waiting:
+            if not resume:
+                self.skipped += 1
+                return
+            self.waiting = False
+            if self.needs_prelude:
+                self.needs_prelude = False
+                self._push_all(self.source.prelude(initial=self.fresh, resume_at=item))
+            self._push(item)
+            return
+        if self.queue and self.queued_bytes + len(item) > self.limit:
+            self._lag()
+            if resume:
+                self.offer(item, True)
+            else:
+                self.skipped += 1
+            return
+        self._push(item)
+
+    def pop(self) -> Item | None:
+        """The next item to write, or None when the backlog is empty."""
+        if not self.queue:
+            return None
+        item = self.queue.popleft()
+        self.queued_bytes -= len(item)
+        self.fresh = False
+        return item
+
+    def restart(self) -> None:
+        """Skip to the next resume point and send the prelude before it (the decoder
+        configuration changed); what is queued is still sent."""
+        self.waiting = self.needs_prelude = True
+
+    def end(self, code: int, reason: str) -> None:
+        """No more items will come; the writer sends what is queued, then closes."""
+        if not self.ended:
+            self.ended = True
+            self.end_code, self.end_reason = code, reason
+            if self.wake is not None:
+                self.wake()
+
+    def _lag(self) -> None:
+        self.queue.clear()
+        self.queued_bytes = 0
+        self.waiting = True
+        self.needs_prelude = True
+        self.lag_events += 1
+
+    def _push(self, item: Item) -> None:
+        self.queue.append(item)
+        self.queued_bytes += len(item)
+        if self.wake is not None and len(self.queue) == 1:
+            self.wake()
+
+    def _push_all(self, items: Sequence[Item]) -> None:
+        for item in items:
+            self._push(item)
