@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -44,6 +43,7 @@ from ivcloud.client.p2p_channel import (
     VoiceUpload,
 )
 from ivcloud.protocol.p2p_channel import CHANNEL_LABEL, DEFAULT_WINDOW, MAX_WINDOW, MIN_WINDOW
+from ivcloud.rtc import INSTALL_HINT, aiortc_available, new_peer_connection
 
 if TYPE_CHECKING:
     from aiortc import MediaStreamTrack, RTCRtpCodecCapability, RTCRtpTransceiver
@@ -76,10 +76,8 @@ class NegotiationFailed(P2PError):
 
 
 def _require_aiortc() -> None:
-    try:
-        importlib.import_module("aiortc")
-    except ImportError as exc:
-        raise P2PUnavailable("WebRTC needs aiortc: pip install 'ivcloud[webrtc]'") from exc
+    if not aiortc_available():
+        raise P2PUnavailable(INSTALL_HINT)
 
 
 def _video_preferences() -> list[RTCRtpCodecCapability]:
@@ -124,24 +122,11 @@ class AppPeer:
         stream_window: int = DEFAULT_WINDOW,
     ) -> None:
         _require_aiortc()
-        from aiortc import (
-            RTCConfiguration,
-            RTCIceServer,
-            RTCIceTransportPolicy,
-            RTCPeerConnection,
-        )
-
-        if ice_transport_policy not in ("all", "relay"):
-            raise ValueError("ice_transport_policy must be 'all' or 'relay'")
         if not MIN_WINDOW <= stream_window <= MAX_WINDOW:
             raise ValueError(f"stream_window must be {MIN_WINDOW}..{MAX_WINDOW}")
+        self._pc = new_peer_connection(ice_servers, ice_transport_policy)
         self.request_timeout = request_timeout
         self.stream_window = stream_window
-        config = RTCConfiguration(
-            iceServers=[RTCIceServer(**dict(s)) for s in ice_servers],
-            iceTransportPolicy=RTCIceTransportPolicy(ice_transport_policy),
-        )
-        self._pc = RTCPeerConnection(config)
         self._video: RTCRtpTransceiver | None = None
         self._audio: RTCRtpTransceiver | None = None
         if video:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,6 +41,7 @@ import structlog
 from ivcloud.device.av.broadcast import MediaFeed
 from ivcloud.device.av.rtc_channel import ChannelLimits, ChannelServer, ChannelStats
 from ivcloud.protocol.p2p_channel import CHANNEL_LABEL, RequestHandler
+from ivcloud.rtc import INSTALL_HINT, aiortc_available, new_peer_connection
 
 if TYPE_CHECKING:
     from aiortc import RTCDataChannel
@@ -91,10 +91,8 @@ class PeerClosed(DevicePeerError):
 def _require_aiortc() -> None:
     """Fail with a clear message, once, where a peer is created (the imports that follow
     inside methods are then known to work)."""
-    try:
-        importlib.import_module("aiortc")
-    except ImportError as exc:
-        raise WebRtcUnavailable("WebRTC needs aiortc: pip install 'ivcloud[webrtc]'") from exc
+    if not aiortc_available():
+        raise WebRtcUnavailable(INSTALL_HINT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,25 +124,12 @@ class DevicePeer:
         connect_timeout: float = 30.0,
     ) -> None:
         _require_aiortc()
-        from aiortc import (
-            RTCConfiguration,
-            RTCIceServer,
-            RTCIceTransportPolicy,
-            RTCPeerConnection,
-        )
-
-        if ice_transport_policy not in ("all", "relay"):
-            raise ValueError("ice_transport_policy must be 'all' or 'relay'")
+        self._pc = new_peer_connection(ice_servers, ice_transport_policy)
         self._media = media
         self._handler = handler
         self._send_audio = audio
         self._limits = limits or ChannelLimits()
         self._connect_timeout = connect_timeout
-        config = RTCConfiguration(
-            iceServers=[RTCIceServer(**dict(s)) for s in ice_servers],
-            iceTransportPolicy=RTCIceTransportPolicy(ice_transport_policy),
-        )
-        self._pc = RTCPeerConnection(config)
         self._video: H264PassthroughTrack | None = None
         self._audio: OpusPassthroughTrack | None = None
         self._server: ChannelServer | None = None
