@@ -77,6 +77,20 @@ async def test_live_flv_over_the_data_channel_decodes_and_cancel_stops_it() -> N
         assert server.open_requests == 0
 
 
+async def test_giving_up_on_a_request_cancels_it_on_the_device() -> None:
+    """A caller cancelled while waiting for the answer (a player that hung up) must not
+    leave the device working for an id nobody reads."""
+    async with camera() as cam, session(cam) as s:
+        server = s.device.channel
+        assert server is not None
+        waiting = asyncio.create_task(s.app.request("hang", timeout_s=60))
+        await eventually(lambda: server.open_requests == 1)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        await eventually(lambda: server.open_requests == 0 and server.stats.cancelled == 1)
+
+
 async def test_a_reader_that_stops_stops_the_device_within_one_window() -> None:
     window = MIN_WINDOW  # 16 KiB, under a second of this live stream
     one_second_gop = VideoProfile(320, 240, fps=10, gop_seconds=1.0, bitrate=300_000)

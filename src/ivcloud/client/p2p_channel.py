@@ -298,6 +298,12 @@ class ChannelClient:
             except TimeoutError:
                 self._send(Cancel(msg_id))
                 raise P2PTimeout(f"no answer within {timeout_s} s") from None
+            except asyncio.CancelledError:
+                # Nobody will read what the device starts for this id: tell it to stop
+                # (a stream would otherwise keep a viewer slot until the tunnel closes).
+                if not self._closed:
+                    self._send(Cancel(msg_id))
+                raise
         finally:
             self._answers.pop(msg_id, None)
         if isinstance(answer, Failed):
