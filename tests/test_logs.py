@@ -3,6 +3,7 @@ with captured log events) and the masking processor is a second line of defence.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import aiomqtt
@@ -11,7 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from ivcloud.app import Ivcloud
-from ivcloud.logs import _mask_secrets
+from ivcloud.logs import _mask_secrets, configure
 from ivcloud.protocol.credentials import make_username, sign_password
 from tests.helpers import provision
 from tests.rawdevice import RawDevice, device_for
@@ -65,3 +66,10 @@ async def test_device_session_logs_carry_no_secret(
     assert logs, "expected log events"
     for secret in (p.secret, password.split(";")[0], server.admin_token, "secret-bind-token"):
         assert secret not in text
+
+
+def test_http_client_urls_are_not_logged_at_info() -> None:
+    """httpx would log signed media URLs (with their ``sign=``) at INFO."""
+    configure("info")
+    assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+    assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)

@@ -30,6 +30,9 @@ def configure(level: str = "info", as_json: bool = False) -> None:
     # These libraries log SQL parameters (device secrets among them) at DEBUG.
     for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncpg"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.INFO))
+    # httpx logs every request URL at INFO: signed media URLs carry their signature there.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))
     renderer: Any = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )
