@@ -24,6 +24,7 @@ from ivcloud.gateway.subdevices import GatewayOperations, SubDeviceRoutes
 from ivcloud.media.hub import StreamHub
 from ivcloud.media.stun_server import StunServer
 from ivcloud.protocol.cs_urls import CsUrls
+from ivcloud.protocol.p2p_signal import WEBRTC_CLOSED
 from ivcloud.services.access import AccessService
 from ivcloud.services.accounts import build_accounts
 from ivcloud.services.app_binding import AppBindingService
@@ -39,6 +40,7 @@ from ivcloud.services.families import FamilyService
 from ivcloud.services.gateways import GatewayService
 from ivcloud.services.ice import IceService, public_stun_host, stun_url
 from ivcloud.services.ota import OtaService
+from ivcloud.services.p2p_sessions import P2PSessionService
 from ivcloud.services.ports import DownlinkRef, SystemClock
 from ivcloud.services.products import ProductService
 from ivcloud.services.sharing import SharingService
@@ -220,6 +222,20 @@ class Ivcloud:
         # (live video) STUN listener; ICE server list with minted TURN credentials
         self.stun = StunServer(rate_limit=settings.stun_rate_limit)
         self.ice = IceService.from_settings(settings)
+        # (live video) P2P: WebRTC offer/answer and relayed XP2P commands over $video
+        self.p2p = P2PSessionService(
+            self.video_signal,
+            self.ice,
+            self.telemetry,
+            self.downlink,
+            self.clock,
+            visitor_key=url_key.encode(),
+            answer_timeout_s=settings.p2p_answer_timeout_s,
+            command_timeout_s=settings.action_timeout_s,
+            max_sessions_per_user=settings.p2p_max_sessions_per_user,
+        )
+        self.video_signal.handle(WEBRTC_CLOSED, self.p2p.on_device_closed)
+        self.bus.listen("device.online", self.p2p.on_bus_event)
         # (cloud storage) device uploads, App API queries, signed playback, retention
         cs_limits = CsLimits(
             retention_days=settings.cloud_storage_retention_days,

@@ -139,6 +139,16 @@ class Settings(BaseSettings):
     stream_max_viewers: int = Field(
         default=200, ge=1, description="Viewers per stream (device, channel, quality)."
     )
+    # -- P2P sessions (WebRTC signalling through the cloud; docs/live-video.md) ------------
+    p2p_answer_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long IvcloudP2PConnect waits for the device's answer (it gathers "
+        "its ICE candidates, TURN allocation included, before answering).",
+    )
+    p2p_max_sessions_per_user: int = Field(
+        default=16, ge=1, le=1000, description="Open P2P sessions per user (all devices)."
+    )
     http_send_buffer_bytes: int = Field(
         default=256 * 1024,
         ge=0,

@@ -82,6 +82,9 @@ class Simulator:
     async def on_activity(self) -> None:
         """Something from the cloud arrived (control/action): locks wake up."""
 
+    async def on_disconnected(self) -> None:
+        """The MQTT link dropped (the SDK reconnects by itself): drop what depended on it."""
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def provision_qr(self, qr: str) -> ProvisionQR:
@@ -104,6 +107,7 @@ class Simulator:
             ws_url=self._ws_url,
             keepalive=self._keepalive,
             on_online=self._on_online,
+            on_offline=self._on_offline,
             reconnect_first=self._reconnect_first,
         )
         # Before the first connect completes, so the first session reports the version.
@@ -181,6 +185,9 @@ class Simulator:
             device_label={"manufacturer": "ivcloud"},
         )
         await self.report_params(dict(self.state))
+
+    async def _on_offline(self, status: int) -> None:
+        await self.on_disconnected()
 
     async def _bind(self) -> None:
         token = self.bind_token

@@ -9,19 +9,32 @@ describes (camera / 图片流门锁 / 视频流门锁 device pages).
 * lock-video — the same plus ``wakeup_state``: sleeps after an idle period, ``wake_up``
   reports 1 and answers ``wakeup_state`` 1.
 
+The camera and the video lock also serve live video (:class:`_LiveVideo`): P2P sessions
+through the cloud, hub pushes and SD-card recording, from one encoder per quality.
+
 All of them take a provisioning QR string and send its token with ``send_bind_info``."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
+import tempfile
+from collections import deque
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ivcloud.device.av.pusher import PushManager, live_source_factory
+from ivcloud.device.av import AudioProfile, LiveSource, VideoProfile
+from ivcloud.device.av.p2p_agent import P2PAgent
+from ivcloud.device.av.ptz import SimulatedCommands
+from ivcloud.device.av.pusher import PushManager, feed_source_factory
+from ivcloud.device.av.sdcard import SdCard
+from ivcloud.device.av.xp2p_device import Xp2pCallbacks, Xp2pDevice
 from ivcloud.device.simbase import ActionHandler, Simulator, SimulatorKind
 from ivcloud.device.types import OK
 from ivcloud.protocol.otp import verify_lock_temp_password
 from ivcloud.protocol.thingmodel import StandardModel
+from ivcloud.protocol.xp2p import Quality
 
 __all__ = [
     "SIMULATORS",
@@ -54,19 +67,90 @@ def _sys_state() -> dict[str, Any]:
 
 
 class _LiveVideo(Simulator):
-    """Answers the cloud's ``stream_push_start`` / ``stream_push_stop`` with a real
-    :class:`~ivcloud.device.av.LiveSource` per pushed stream: the quality's profile (640x360
-    @ 15 fps for ``standard``) with ``video_overrides`` applied, e.g. ``{"width": 320,
-    "height": 240, "fps": 10}`` for light test streams."""
+    """A camera's video side: one :class:`~ivcloud.device.av.LiveSource` per (channel,
+    quality), opened on demand and shared through an
+    :class:`~ivcloud.device.av.xp2p_device.Xp2pDevice` by P2P viewers
+    (:class:`~ivcloud.device.av.p2p_agent.P2PAgent`), the hub upload (``stream_push_start``)
+    and the SD-card recorder — one encoder per quality, running only while someone watches
+    or records.
 
-    def __init__(self, *, video_overrides: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    ``video_overrides`` change the quality profiles (640x360 @ 15 fps for ``standard``), e.g.
+    ``{"width": 320, "height": 240, "fps": 10}`` for light test streams. With a ``data_dir``
+    the camera has an SD card in ``data_dir/sdcard/ch0`` and records channel 0 ``standard``
+    onto it in 60 s segments, kept ``retention_hours`` (2); ``record`` overrides that
+    (``record=True`` without a ``data_dir`` records into a temporary directory removed at
+    :meth:`stop`). Without either the camera has no SD card and encodes nothing until
+    someone watches — what load tests and benchmarks want. ``max_viewers`` bounds P2P
+    sessions and viewers. Talk audio is kept in :attr:`talk_frames` (the last 256 frames);
+    ``user_define`` commands move a simulated pan/tilt head
+    (:class:`~ivcloud.device.av.ptz.SimulatedCommands`)."""
+
+    def __init__(
+        self,
+        *,
+        video_overrides: dict[str, Any] | None = None,
+        data_dir: Path | None = None,
+        record: bool | None = None,
+        retention_hours: float = 2.0,
+        max_viewers: int = 4,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.pushers = PushManager(live_source_factory(**(video_overrides or {})))
+        self.video_overrides = dict(video_overrides or {})
+        self.record_enabled = data_dir is not None if record is None else record
+        self._tmp_dir: Path | None = None
+        if data_dir is None and self.record_enabled:
+            self._tmp_dir = data_dir = Path(tempfile.mkdtemp("-ivcloud-sim"))
+        self.data_dir = data_dir
+        self.sdcard = (
+            None
+            if data_dir is None
+            else SdCard(data_dir / "sdcard" / "ch0", retention_hours=retention_hours)
+        )
+        self.talk_frames: deque[bytes] = deque(maxlen=256)
+        self.commands = SimulatedCommands(version=self.firmware_version)
+        self.xp2p = Xp2pDevice(
+            sources=self._open_source,
+            sdcards={0: self.sdcard} if self.sdcard is not None else None,
+            callbacks=Xp2pCallbacks(on_user_command=self.commands, on_talk_audio=self._talk),
+            max_viewers=max_viewers,
+        )
+        self.commands.status = self.xp2p.status
+        # The full-state report on every connect carries _sys_xp2p_info.
+        self.p2p = P2PAgent(self.xp2p, report_info=False)
+        self.p2p.install(self.device)
+        self.state["_sys_xp2p_info"] = self.p2p.xp2p_info
+        self.pushers = PushManager(feed_source_factory(self.xp2p, self._profile))
         self.pushers.install(self.device)
+        self.recording: asyncio.Task[None] | None = None
+
+    def _profile(self, channel: int, quality: Quality) -> VideoProfile:
+        return VideoProfile.named(quality, **self.video_overrides)
+
+    def _open_source(self, channel: int, quality: Quality) -> LiveSource:
+        # AAC for FLV (hub, data channel, SD card), Opus for WebRTC audio tracks.
+        audio = (AudioProfile("aac"), AudioProfile("opus"))
+        return LiveSource(self._profile(channel, quality), audio)
+
+    def _talk(self, visitor: str, channel: int, codec: str, frame: bytes) -> None:
+        self.talk_frames.append(frame)
+
+    async def on_started(self) -> None:
+        await super().on_started()
+        if self.record_enabled:
+            self.recording = self.xp2p.record(0, "standard", segment_s=60.0)
+
+    async def on_disconnected(self) -> None:
+        await super().on_disconnected()
+        await self.p2p.on_offline()
 
     async def stop(self) -> None:
         await self.pushers.close()
+        await self.p2p.aclose()
+        await self.xp2p.aclose()
         await super().stop()
+        if self._tmp_dir is not None:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
 
 
 class CameraSimulator(_LiveVideo):
@@ -233,10 +317,26 @@ async def run_simulator(
     secret: str,
     qr: str | None = None,
     stop: asyncio.Event | None = None,
+    data_dir: Path | None = None,
+    record: bool = False,
 ) -> None:
-    """Run one simulated device until ``stop`` is set (forever without one)."""
+    """Run one simulated device until ``stop`` is set (forever without one). For the video
+    kinds, ``data_dir`` holds the SD card (none without it). ``record`` is off here
+    (``ivcloud demo`` and ``ivcloud sim`` run through this): continuous SD recording keeps a
+    640x360 @ 15 fps encoder busy, ~14 % of a core per camera on 2 cores (the demo idles at
+    0.5 % without it, 28 % with it on its two video devices); with it off the encoders run
+    only while someone watches."""
+    video: dict[str, Any] = {}
+    if issubclass(SIMULATORS[kind], _LiveVideo):
+        video["data_dir"] = data_dir
+        video["record"] = record
     sim = SIMULATORS[kind](
-        host=host, port=port, product_id=product_id, device_name=device_name, secret=secret
+        host=host,
+        port=port,
+        product_id=product_id,
+        device_name=device_name,
+        secret=secret,
+        **video,
     )
     if qr is not None:
         sim.provision_qr(qr)

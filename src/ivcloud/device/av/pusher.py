@@ -13,6 +13,11 @@ of a live source into it, one binary message per muxer output (a frame's tags).
 
 The reply to ``stream_push_start`` is sent once the WebSocket is open (code 0), or with
 code 500 and the reason when it could not be opened, so the cloud learns at once.
+
+Frames come from a :class:`~ivcloud.device.av.LiveSource` per push
+(:func:`live_source_factory`), or — on a device that also serves P2P viewers and records —
+from its shared broadcaster (:func:`feed_source_factory`, one :class:`FeedSource` per push),
+so one encoder per quality serves them all.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from ivcloud.device.av.audio import AudioCodec, EncodedAudio
+from ivcloud.device.av.broadcast import FeedClosed, FrameStream, MediaFeed
 from ivcloud.device.av.source import LiveSource, MediaFrame
 from ivcloud.device.av.video import EncodedVideo, VideoProfile
 from ivcloud.device.video_link import VideoResult
@@ -35,16 +41,19 @@ from ivcloud.protocol.av import FlvMuxer
 from ivcloud.protocol.errors import MediaFormatError
 
 if TYPE_CHECKING:
+    from ivcloud.device.av.xp2p_device import Xp2pDevice
     from ivcloud.device.sdk import IvDevice
 
 log = structlog.get_logger("ivcloud.device.pusher")
 
 __all__ = [
+    "FeedSource",
     "FrameSource",
     "PushError",
     "PushManager",
     "SourceFactory",
     "StreamPusher",
+    "feed_source_factory",
     "live_source_factory",
 ]
 
@@ -74,6 +83,61 @@ def live_source_factory(**video_overrides: Any) -> SourceFactory:
 
     def make(channel: int, quality: vs.Quality) -> FrameSource:
         return LiveSource(video=VideoProfile.named(quality, **video_overrides))
+
+    return make
+
+
+class FeedSource:
+    """A push's frames taken from a shared :class:`~ivcloud.device.av.broadcast.MediaFeed`
+    (the device's broadcaster: one encoder for the hub upload, P2P viewers and the SD
+    recorder) instead of a source of its own. It subscribes when the push starts reading
+    (video from a keyframe, AAC only: FLV) and ``aclose()`` unsubscribes — the camera keeps
+    running for the others. ``video_profile`` only says whether there is video."""
+
+    def __init__(
+        self, feed: MediaFeed, *, video_profile: VideoProfile | None, audio_config: bytes | None
+    ) -> None:
+        self.video_profile = video_profile
+        self._feed = feed
+        self._aac = audio_config
+        self._sub: FrameStream | None = None
+        self._closed = False
+
+    def audio_config(self, codec: AudioCodec) -> bytes:
+        if codec != "aac" or self._aac is None:
+            raise KeyError(codec)
+        return self._aac
+
+    def force_keyframe(self) -> None:
+        self._feed.force_keyframe()
+
+    def __aiter__(self) -> AsyncIterator[MediaFrame]:
+        if self._closed:
+            raise FeedClosed("the push ended")
+        if self._sub is None:
+            audio: tuple[AudioCodec, ...] = ("aac",) if self._aac is not None else ()
+            self._sub = self._feed.subscribe(video=self.video_profile is not None, audio=audio)
+        return self._sub.__aiter__()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._sub is not None:
+            self._sub.close()
+
+
+def feed_source_factory(
+    device: Xp2pDevice, profile: Callable[[int, vs.Quality], VideoProfile | None]
+) -> SourceFactory:
+    """Pushes that read ``device.feed(channel, quality)``, the frames P2P viewers and the
+    recorder get; ``profile(channel, quality)`` is the stream's video profile (``None``:
+    audio only)."""
+
+    def make(channel: int, quality: vs.Quality) -> FrameSource:
+        return FeedSource(
+            device.feed(channel, quality),
+            video_profile=profile(channel, quality),
+            audio_config=device.audio_config(channel, quality),
+        )
 
     return make
 
