@@ -42,3 +42,24 @@ def new_peer_connection(
         iceTransportPolicy=RTCIceTransportPolicy(policy),
     )
     return RTCPeerConnection(config)
+
+
+async def add_remote_candidate(
+    pc: RTCPeerConnection, candidate: str | None, sdp_mid: str | None, sdp_mline_index: int | None
+) -> None:
+    """Add a trickled remote candidate: a browser's ``candidate`` string, with or without the
+    ``a=`` / ``candidate:`` prefix; ``None`` or blank = end of candidates.  A malformed one
+    raises ``ValueError`` (callers turn it into their own negotiation error)."""
+    from aiortc.sdp import candidate_from_sdp
+
+    if candidate is None or not candidate.strip():
+        await pc.addIceCandidate(None)
+        return
+    line = candidate.strip().removeprefix("a=").removeprefix("candidate:")
+    try:
+        parsed = candidate_from_sdp(line)
+    except (ValueError, IndexError, AssertionError) as exc:
+        raise ValueError(f"not an ICE candidate: {candidate!r}") from exc
+    parsed.sdpMid = sdp_mid
+    parsed.sdpMLineIndex = sdp_mline_index
+    await pc.addIceCandidate(parsed)

@@ -16,9 +16,16 @@ import time
 
 import pytest
 
-from ivcloud.client.p2p import P2PClosed, P2PRequestFailed, P2PStreamError, P2PTimeout
+from ivcloud.client.p2p import (
+    P2PClosed,
+    P2PError,
+    P2PRequestFailed,
+    P2PStreamError,
+    P2PTimeout,
+)
 from ivcloud.device.av import AudioEncoder, AudioProfile, VideoProfile
 from ivcloud.device.av.rtc_channel import ChannelLimits
+from ivcloud.device.av.webrtc import DevicePeerError
 from ivcloud.media.clockcode import read_clock
 from ivcloud.protocol.av.flv_reader import FlvReader
 from ivcloud.protocol.p2p_channel import HEADER_SIZE, MAX_CHUNK, MAX_WINDOW, MIN_WINDOW
@@ -75,6 +82,17 @@ async def test_live_flv_over_the_data_channel_decodes_and_cancel_stops_it() -> N
         server = s.device.channel
         assert server is not None and server.stats.cancelled == 1
         assert server.open_requests == 0
+
+
+async def test_trickled_candidates_are_checked_on_both_ends() -> None:
+    async with session(None) as s:
+        for peer in (s.app, s.device):
+            with pytest.raises(P2PError if peer is s.app else DevicePeerError):
+                await peer.add_ice_candidate("candidate:not a candidate")
+            await peer.add_ice_candidate(
+                "a=candidate:1 1 udp 2130706431 127.0.0.1 9 typ host", sdp_mid="0"
+            )
+            await peer.add_ice_candidate(None)  # end of candidates
 
 
 async def test_giving_up_on_a_request_cancels_it_on_the_device() -> None:

@@ -43,7 +43,12 @@ from ivcloud.client.p2p_channel import (
     VoiceUpload,
 )
 from ivcloud.protocol.p2p_channel import CHANNEL_LABEL, DEFAULT_WINDOW, MAX_WINDOW, MIN_WINDOW
-from ivcloud.rtc import INSTALL_HINT, aiortc_available, new_peer_connection
+from ivcloud.rtc import (
+    INSTALL_HINT,
+    add_remote_candidate,
+    aiortc_available,
+    new_peer_connection,
+)
 
 if TYPE_CHECKING:
     from aiortc import MediaStreamTrack, RTCRtpCodecCapability, RTCRtpTransceiver
@@ -181,19 +186,10 @@ class AppPeer:
         sdp_mline_index: int | None = 0,
     ) -> None:
         """A trickled device candidate (``candidate:…`` string); ``None`` = end of them."""
-        from aiortc.sdp import candidate_from_sdp
-
-        if candidate is None or not candidate.strip():
-            await self._pc.addIceCandidate(None)
-            return
-        line = candidate.strip().removeprefix("a=").removeprefix("candidate:")
         try:
-            parsed = candidate_from_sdp(line)
-        except (ValueError, IndexError, AssertionError) as exc:
-            raise NegotiationFailed(f"not an ICE candidate: {candidate!r}") from exc
-        parsed.sdpMid = sdp_mid
-        parsed.sdpMLineIndex = sdp_mline_index
-        await self._pc.addIceCandidate(parsed)
+            await add_remote_candidate(self._pc, candidate, sdp_mid, sdp_mline_index)
+        except ValueError as exc:
+            raise NegotiationFailed(str(exc)) from exc
 
     async def wait_connected(self, timeout_s: float = 15.0) -> None:
         """Until the data channel is open (ICE, DTLS and SCTP are up)."""

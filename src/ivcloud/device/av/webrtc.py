@@ -41,7 +41,12 @@ import structlog
 from ivcloud.device.av.broadcast import MediaFeed
 from ivcloud.device.av.rtc_channel import ChannelLimits, ChannelServer, ChannelStats
 from ivcloud.protocol.p2p_channel import CHANNEL_LABEL, RequestHandler
-from ivcloud.rtc import INSTALL_HINT, aiortc_available, new_peer_connection
+from ivcloud.rtc import (
+    INSTALL_HINT,
+    add_remote_candidate,
+    aiortc_available,
+    new_peer_connection,
+)
 
 if TYPE_CHECKING:
     from aiortc import RTCDataChannel
@@ -211,19 +216,10 @@ class DevicePeer:
         """A trickled remote candidate: the browser's ``candidate`` string (with or without
         the ``candidate:`` prefix) and its ``sdpMid`` / ``sdpMLineIndex``; ``None`` means
         end of candidates. A malformed candidate raises :class:`NegotiationFailed`."""
-        from aiortc.sdp import candidate_from_sdp
-
-        if candidate is None or not candidate.strip():
-            await self._pc.addIceCandidate(None)
-            return
-        line = candidate.strip().removeprefix("a=").removeprefix("candidate:")
         try:
-            parsed = candidate_from_sdp(line)
-        except (ValueError, IndexError, AssertionError) as exc:
-            raise NegotiationFailed(f"not an ICE candidate: {candidate!r}") from exc
-        parsed.sdpMid = sdp_mid
-        parsed.sdpMLineIndex = sdp_mline_index
-        await self._pc.addIceCandidate(parsed)
+            await add_remote_candidate(self._pc, candidate, sdp_mid, sdp_mline_index)
+        except ValueError as exc:
+            raise NegotiationFailed(str(exc)) from exc
 
     # -- state ------------------------------------------------------------------------------
 
