@@ -167,10 +167,16 @@ class P2PAgent:
         device, value = self._device, self.xp2p_info
         if device is None or not device.online or value == self._reported:
             return None
-        code = await device.property_report({XP2P_INFO_PROP: value})
-        if code == OK:
-            self._reported = value
-        else:
+        # Claimed before the round trip, so a refresh while this report is in flight does
+        # not send the same value again; given back if the cloud refuses it.
+        previous, self._reported = self._reported, value
+        try:
+            code = await device.property_report({XP2P_INFO_PROP: value})
+        except BaseException:
+            self._reported = previous
+            raise
+        if code != OK:
+            self._reported = previous
             log.info("xp2p_info_report_refused", code=code)
         return code
 
