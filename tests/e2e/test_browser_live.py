@@ -83,4 +83,13 @@ async def test_browser_plays_the_camera_through_the_hub(server: Ivcloud, browser
         assert clocks, "no readable clock in the rendered video"
         for captured, shown in clocks:
             assert 0 <= shown - captured < 10_000, (captured, shown)
+        # A second viewer joins a stream whose timestamps are far from zero: it plays too.
+        second = await browser.new_page()
+        await second.goto(player)
+        await second.wait_for_function(
+            "() => window.ivplayer && window.ivplayer.stats.firstFrameAt > 0"
+            " && document.getElementById('video').currentTime > 0.5",
+            timeout=30_000,
+        )
+        await second.close()
     await page.close()

@@ -80,7 +80,7 @@ export class LivePlayer {
     this.source.addEventListener("sourceopen", () => {
       this.buffer = this.source.addSourceBuffer(mime);
       this.buffer.mode = "segments";
-      this.buffer.addEventListener("updateend", () => this.pump());
+      this.buffer.addEventListener("updateend", () => { this.keepLive(); this.pump(); });
       this.pump();
     }, { once: true });
     this.report(`playing ${mime}`);
@@ -102,7 +102,9 @@ export class LivePlayer {
     const ranges = v.buffered;
     if (ranges.length === 0) return;
     const edge = ranges.end(ranges.length - 1);
-    if (edge - v.currentTime > MAX_LAG_S) {
+    // A stream joined mid-way starts far from 0 (the camera's clock): the play position
+    // must be moved into what is buffered, or nothing is ever shown.
+    if (v.currentTime < ranges.start(0) || edge - v.currentTime > MAX_LAG_S) {
       v.currentTime = edge - EDGE_MARGIN_S;
       this.stats.jumps += 1;
     }
