@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 from starlette.requests import Request
@@ -129,38 +130,53 @@ def playback_routes(instance: Ivcloud) -> list[BaseRoute]:
         headers = {"Cache-Control": "no-store" if not ended else "private, max-age=60"}
         return Response(text, media_type=PLAYLIST_TYPE, headers=headers)
 
-    async def segment(request: Request) -> Response:
-        seg_id: int = request.path_params["id"]
-        denied = checked(request, f"seg/{seg_id}.mp4")
+    async def stored(
+        request: Request,
+        tail: str,
+        lookup: Callable[[DeviceRecord], Awaitable[str | None]],
+        what: str,
+        media_type: str,
+    ) -> Response:
+        """A signed GET of one stored object of the device: signature, device, key, bytes."""
+        denied = checked(request, tail)
         if denied is not None:
             return denied
         rec = await device(request)
-        key = None if rec is None else await query.segment_key(rec, seg_id)
+        key = None if rec is None else await lookup(rec)
         if key is None:
-            return _refuse(404, "ResourceNotFound", "segment not found")
-        return _serve(instance, key, "video/mp4")
+            return _refuse(404, "ResourceNotFound", f"{what} not found")
+        return _serve(instance, key, media_type)
+
+    async def segment(request: Request) -> Response:
+        seg_id: int = request.path_params["id"]
+        return await stored(
+            request,
+            f"seg/{seg_id}.mp4",
+            lambda rec: query.segment_key(rec, seg_id),
+            "segment",
+            "video/mp4",
+        )
 
     async def init(request: Request) -> Response:
         sha: str = request.path_params["sha"]
-        denied = checked(request, f"init/{sha}.mp4")
-        if denied is not None:
-            return denied
-        rec = await device(request)
-        key = None if rec is None else await query.init_key(rec, sha)
-        if key is None:
-            return _refuse(404, "ResourceNotFound", "init segment not found")
-        return _serve(instance, key, "video/mp4")
+        return await stored(
+            request,
+            f"init/{sha}.mp4",
+            lambda rec: query.init_key(rec, sha),
+            "init segment",
+            "video/mp4",
+        )
 
     async def thumbnail(request: Request) -> Response:
         event_row: int = request.path_params["id"]
-        denied = checked(request, f"thumb/{event_row}.jpg")
-        if denied is not None:
-            return denied
-        rec = await device(request)
-        event = None if rec is None else await query.event(rec, event_row)
-        if event is None or event.thumbnail_key is None:
-            return _refuse(404, "ResourceNotFound", "thumbnail not found")
-        return _serve(instance, event.thumbnail_key, "image/jpeg")
+
+        async def thumbnail_key(rec: DeviceRecord) -> str | None:
+            event = await query.event(rec, event_row)
+            return None if event is None else event.thumbnail_key
+
+        return await stored(
+            request, f"thumb/{event_row}.jpg", thumbnail_key, "thumbnail", "image/jpeg"
+        )
 
     base = f"{PREFIX}/{_DEVICE}"
     return [
