@@ -235,6 +235,73 @@ async def test_a_viewer_that_stops_reading_does_not_stall_the_others(
     assert len(ws_clocks) >= frames * 7 // 10 and ws_clocks == sorted(ws_clocks)
 
 
+async def test_a_stalled_http_flv_viewer_reads_again_and_resumes_on_a_keyframe(
+    hub_server: Ivcloud, live: Live
+) -> None:
+    """The HTTP-FLV writer runs inside the fan-out; a write the client does not take is
+    finished later. A viewer that stops reading is skipped to a keyframe meanwhile; when it
+    reads again it gets the rest: whole tags, the sequence headers again before the keyframe
+    it resumes on, decodable to the end of the stream, then the end of the response."""
+    rec = await record(20.0, bitrate=300_000)
+    urls = await live.urls()
+    async with raw_video_device(hub_server, live.device) as device:
+        sock = await slow_viewer(urls["FlvUrl"])
+        request = await device.video_request()
+        async with connect(request["params"]["url"], compression=None) as publisher:
+            await device.video_reply(request, 0)
+            await poll(lambda: _stats(hub_server), lambda s: s.viewers == 1)
+            (session,) = hub_server.hub.viewer_sessions()
+            chunks = iter(rec.chunks)
+            for chunk in chunks:  # until the unread backlog overflowed once
+                await publisher.send(chunk)
+                await asyncio.sleep(0)
+                if session.viewer.lag_events:
+                    break
+            assert session.viewer.lag_events == 1
+            reader = asyncio.create_task(read_to_end(sock))
+            for n, chunk in enumerate(chunks):
+                await publisher.send(chunk)
+                if n % 8 == 0:
+                    await asyncio.sleep(0.01)
+        body = dechunk(await asyncio.wait_for(reader, 20))  # the publisher left: it ended
+    sock.close()
+    tags = FlvReader().feed(body)  # raises on a cut tag
+    assert sum(1 for t in tags if t.is_video_sequence_header) == 2  # start, and the resume
+    resume = next(i for i, t in enumerate(tags) if i > 0 and t.is_video_sequence_header)
+    after = [t for t in tags[resume:] if t.tag_type == 9 and not t.is_video_sequence_header]
+    assert after[0].is_video_keyframe
+    clocks = decode_clocks(body, "flv")
+    assert clocks == sorted(clocks) and len(clocks) > len(after) // 2
+    assert hub_server.hub.stats().viewers == 0
+
+
+async def read_to_end(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes or ends a chunked response."""
+    loop = asyncio.get_running_loop()
+    data = bytearray()
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        piece = await loop.sock_recv(sock, 1 << 16)
+        if not piece:
+            break
+        data += piece
+    return bytes(data)
+
+
+def dechunk(response: bytes) -> bytes:
+    """The body of a complete chunked HTTP response."""
+    head, _, rest = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
+    body = bytearray()
+    while True:
+        size_line, _, rest = rest.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            return bytes(body)
+        body += rest[:size]
+        assert rest[size : size + 2] == b"\r\n"
+        rest = rest[size + 2 :]
+
+
 async def slow_viewer(url: str) -> socket.socket:
     """An HTTP-FLV request from a socket with a tiny receive buffer that is never read."""
     parts = urlsplit(url)

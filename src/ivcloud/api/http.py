@@ -38,7 +38,8 @@ def build_http_app(instance: Ivcloud, *, url_key: bytes) -> ASGIApp:
     app.include_router(firmware_router(instance, url_key))
     app.router.routes.extend(instance.push.routes())  # App API long connection
     app.router.routes.extend(cloud_storage_routes(instance))  # device uploads + playback
-    app.router.routes.extend(MediaEndpoints(instance).routes())  # stream hub: live, publish
+    media = MediaEndpoints(instance)
+    app.router.routes.extend(media.routes())  # stream hub: WS live, publish
     # Static pages (the MSE live player): plain files, no build step.
     app.mount("/web", StaticFiles(directory=WEB_DIR, html=True), name="web")
 
@@ -53,4 +54,4 @@ def build_http_app(instance: Ivcloud, *, url_key: bytes) -> ASGIApp:
 
     endpoints = AppApiEndpoints(instance, build_registry())
     instance.push.tunnel = endpoints.tokenapi_data
-    return edge(endpoints, app)
+    return edge(endpoints, media.edge(app))  # App API and HTTP-FLV before FastAPI

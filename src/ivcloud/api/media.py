@@ -4,7 +4,7 @@ have no use for FastAPI's request/response machinery).
 * ``WS  /media/v1/publish/{P}/{D}?channel&quality&expires&sign`` — a device pushes FLV
   (binary messages) to the URL it got in ``stream_push_start``.
 * ``GET /media/v1/live/{P}/{D}.flv?channel&quality&uid&expires&sign`` — HTTP-FLV (chunked).
-* ``WS  /media/v1/live/{P}/{D}.flv?…`` — WS-FLV: one binary message per FLV piece.
+* ``WS  /media/v1/live/{P}/{D}.flv?…`` — WS-FLV: binary messages of whole FLV tags (one or more).
 * ``WS  /media/v1/live/{P}/{D}.mp4?…`` — WS-fMP4: a JSON ``init`` text message, the init
   segment, then fragments (binary).
 
@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from starlette.datastructures import QueryParams
-from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from ivcloud.api.flv_writer import DirectFlvWriter
+from ivcloud.media.fanout import coalesce
 from ivcloud.media.hub import (
     CLOSE_BAD_STREAM,
     CLOSE_DEVICE_OFFLINE,
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ivcloud.api.media")
 
+_LIVE_FLV = re.compile("^" + re.escape(LIVE_PREFIX) + r"/([^/]+)/([^/]+)\.flv$")
 _CLOSE_REASON_MAX = 120  # a close frame's reason is at most 123 bytes
 #: A publisher silent this long is dropped (its viewers end).
 PUBLISH_IDLE_S = 15.0
@@ -158,9 +161,9 @@ class MediaEndpoints:
             uvicorn_log.addFilter(_REDACT)
 
     def routes(self) -> list[BaseRoute]:
+        """The WebSocket routes (HTTP-FLV is served by :meth:`edge`)."""
         live = LIVE_PREFIX + "/{product_id}/{device_name}"
         return [
-            Route(live + ".flv", _HttpFlv(self), methods=["GET"]),
             WebSocketRoute(live + ".flv", self.ws_flv),
             WebSocketRoute(live + ".mp4", self.ws_mp4),
             WebSocketRoute(PUBLISH_PREFIX + "/{product_id}/{device_name}", self.publish),
@@ -182,6 +185,28 @@ class MediaEndpoints:
         return rec, key
 
     # -- HTTP-FLV ---------------------------------------------------------------------------
+
+    def edge(self, fallback: ASGIApp) -> ASGIApp:
+        """``GET``/``HEAD …/{D}.flv`` straight to :meth:`http_flv`, everything else to
+        ``fallback``. HTTP-FLV bypasses Starlette's routing and middleware on purpose: each
+        of its ``send`` calls (one per write, per viewer, many times a second) would
+        otherwise pass through every middleware's ``send`` wrapper."""
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http":
+                matched = _LIVE_FLV.match(scope["path"])
+                if matched is not None:
+                    if scope["method"] not in ("GET", "HEAD"):
+                        await _http_reply(
+                            send, 405, _json_error("UnsupportedOperation", "GET or HEAD only")
+                        )
+                        return
+                    params = {"product_id": matched[1], "device_name": matched[2]}
+                    await self.http_flv({**scope, "path_params": params}, receive, send)
+                    return
+            await fallback(scope, receive, send)
+
+        return app
 
     async def http_flv(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -210,22 +235,18 @@ class MediaEndpoints:
         if gone.done() and not gone.cancelled():
             hub.close_viewer(session)
             return
+        writer = DirectFlvWriter(session, send)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _FLV_HEADERS})
+            writer.start()
             await _race(
-                _task(self._http_write(session, send)),
+                _task(writer.finished.wait()),
                 _task(_wait_disconnect(receive)),
                 _task(session.aborted.wait()),
             )
         finally:
+            writer.close()
             hub.close_viewer(session)
-
-    @staticmethod
-    async def _http_write(session: ViewerSession, send: Send) -> None:
-        while (item := await session.next()) is not None:
-            body = item.encode() if isinstance(item, str) else item
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     # -- WebSocket viewers ------------------------------------------------------------------
 
@@ -271,11 +292,12 @@ class MediaEndpoints:
 
     @staticmethod
     async def _ws_write(ws: WebSocket, session: ViewerSession) -> None:
-        while (item := await session.next()) is not None:
-            if isinstance(item, str):
-                await ws.send_text(item)
-            else:
-                await ws.send_bytes(item)
+        while (items := await session.next_batch()) is not None:
+            for piece in coalesce(items):
+                if isinstance(piece, str):
+                    await ws.send_text(piece)
+                else:
+                    await ws.send_bytes(piece)
 
     # -- publisher --------------------------------------------------------------------------
 
@@ -329,17 +351,6 @@ class MediaEndpoints:
             except MediaFormatError as exc:
                 log.info("publish_bad_stream", stream=str(session.key), error=str(exc))
                 return CLOSE_BAD_STREAM, f"bad FLV: {exc}"
-
-
-class _HttpFlv:
-    """A raw ASGI app for the HTTP-FLV route (Starlette treats non-function endpoints as
-    ASGI apps, so the response is streamed exactly as written)."""
-
-    def __init__(self, endpoints: MediaEndpoints) -> None:
-        self._endpoints = endpoints
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._endpoints.http_flv(scope, receive, send)
 
 
 async def _ws_closed(ws: WebSocket) -> None:

@@ -11,6 +11,12 @@ keyframe), where it resumes, so its memory stays bounded whatever its connection
 it never sees a frame it cannot decode. A viewer that has not started yet (joined before
 any keyframe) waits the same way.
 
+Each item is *urgent* (wake the writer now) or may *ride along* with the next urgent one.
+The stream marks audio that arrives between video frames as riding along, so a writer that
+keeps up sends one video frame and the audio before it in one socket write instead of one
+write per tag (on loopback the per-write cost — the syscall and the writer's wake-up — is
+what a viewer costs the hub). Writers drain everything queued at once (:meth:`Viewer.pop_all`).
+
 Resuming needs the decoder configuration first. The viewer asks its :class:`PreludeSource`:
 ``initial=True`` while nothing at all has been delivered (FLV: file header, metadata and
 sequence headers; fMP4: the init message and init segment), ``initial=False`` after a skip
@@ -35,8 +41,9 @@ class PreludeSource(Protocol):
 
 
 class Viewer:
-    """``offer`` from the stream, ``pop`` from the writer. ``wake`` (optional) is called when
-    the writer may have something new to do (items queued, or the viewer ended)."""
+    """``offer`` from the stream, ``pop``/``pop_all`` from the writer. ``wake`` (optional) is
+    called when the writer has something new to do (an urgent item queued, or the viewer
+    ended); it may be called again before the writer runs, so it must be idempotent."""
 
     __slots__ = (
         "end_code",
@@ -84,8 +91,10 @@ class Viewer:
             self._push_all(start)
             self.waiting = self.needs_prelude = False
 
-    def offer(self, item: Item, resume: bool) -> None:
-        """Queue ``item`` (``resume``: a point a decoder can start at) or skip it."""
+    def offer(self, item: Item, resume: bool, urgent: bool = True) -> None:
+        """Queue ``item`` (``resume``: a point a decoder can start at) or skip it. A
+        non-``urgent`` item does not wake the writer: it leaves with the next urgent one (or
+        the end)."""
         if self.ended:
             return
         if self.waiting:
@@ -96,7 +105,7 @@ class Viewer:
             if self.needs_prelude:
                 self.needs_prelude = False
                 self._push_all(self.source.prelude(initial=self.fresh, resume_at=item))
-            self._push(item)
+            self._push(item, True)
             return
         if self.queue and self.queued_bytes + len(item) > self.limit:
             self._lag()
@@ -105,7 +114,7 @@ class Viewer:
             else:
                 self.skipped += 1
             return
-        self._push(item)
+        self._push(item, urgent)
 
     def pop(self) -> Item | None:
         """The next item to write, or None when the backlog is empty."""
@@ -115,6 +124,16 @@ class Viewer:
         self.queued_bytes -= len(item)
         self.fresh = False
         return item
+
+    def pop_all(self) -> list[Item]:
+        """Everything queued, oldest first (empty when nothing is)."""
+        if not self.queue:
+            return []
+        items = list(self.queue)
+        self.queue.clear()
+        self.queued_bytes = 0
+        self.fresh = False
+        return items
 
     def restart(self) -> None:
         """Skip to the next resume point and send the prelude before it (the decoder
@@ -136,12 +155,47 @@ class Viewer:
         self.needs_prelude = True
         self.lag_events += 1
 
-    def _push(self, item: Item) -> None:
+    def _push(self, item: Item, urgent: bool) -> None:
         self.queue.append(item)
         self.queued_bytes += len(item)
-        if self.wake is not None and len(self.queue) == 1:
+        if urgent and self.wake is not None:
             self.wake()
 
     def _push_all(self, items: Sequence[Item]) -> None:
+        queue = self.queue
         for item in items:
-            self._push(item)
+            queue.append(item)
+            self.queued_bytes += len(item)
+        if items and self.wake is not None:
+            self.wake()
+
+
+def coalesce(items: Sequence[Item]) -> list[Item]:
+    """``items`` with each run of binary items joined into one: one socket write, or one
+    WebSocket message, per run. A byte stream (HTTP-FLV, WS-FLV) may be cut anywhere between
+    whole tags, and MSE takes several fMP4 fragments in one append. A text item stays apart
+    and so does the binary item right after it: a text message announces the next message
+    (the fMP4 ``init`` message precedes the init segment, which players expect on its own)."""
+    if len(items) == 1:
+        return [items[0]]
+    out: list[Item] = []
+    run: list[bytes] = []
+    after_text = False
+    for item in items:
+        if isinstance(item, str):
+            _flush(run, out)
+            out.append(item)
+            after_text = True
+        elif after_text:
+            out.append(item)
+            after_text = False
+        else:
+            run.append(item)
+    _flush(run, out)
+    return out
+
+
+def _flush(run: list[bytes], out: list[Item]) -> None:
+    if run:
+        out.append(run[0] if len(run) == 1 else b"".join(run))
+        run.clear()
