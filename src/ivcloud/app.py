@@ -43,6 +43,7 @@ from ivcloud.services.ota import OtaService
 from ivcloud.services.p2p_sessions import P2PSessionService
 from ivcloud.services.ports import DownlinkRef, SystemClock
 from ivcloud.services.products import ProductService
+from ivcloud.services.rtc_calls import RtcCallService, TrtcConfig
 from ivcloud.services.sharing import SharingService
 from ivcloud.services.streams import StreamService
 from ivcloud.services.telemetry import Telemetry
@@ -135,9 +136,7 @@ class Ivcloud:
         self.graph = AppGraph(self.sessions)
         self.bus.listen("entity.removed", self.graph.on_event)
         self.bus.listen("entity.removed", self.devices.on_entity_removed)
-        self.access = AccessService(
-            self.sessions, self.devices, self.apps, self.clock, self.graph
-        )
+        self.access = AccessService(self.sessions, self.devices, self.apps, self.clock, self.graph)
         self.families = FamilyService(
             self.sessions, self.access, self.devices, self.clock, self.bus, self.graph
         )
@@ -236,6 +235,17 @@ class Ivcloud:
         )
         self.video_signal.handle(WEBRTC_CLOSED, self.p2p.on_device_closed)
         self.bus.listen("device.online", self.p2p.on_bus_event)
+        # (TRTC calls) App::IotRTC::*: ring the device, mint room tickets, follow its reports
+        self.rtc_calls = RtcCallService(
+            TrtcConfig.from_settings(settings),
+            self.products,
+            self.telemetry,
+            self.control,
+            self.downlink,
+            self.clock,
+        )
+        self.bus.listen("device.reported", self.rtc_calls.on_bus_event)
+        self.bus.listen("device.online", self.rtc_calls.on_bus_event)
         # (cloud storage) device uploads, App API queries, signed playback, retention
         cs_limits = CsLimits(
             retention_days=settings.cloud_storage_retention_days,

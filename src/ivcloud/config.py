@@ -149,6 +149,28 @@ class Settings(BaseSettings):
     p2p_max_sessions_per_user: int = Field(
         default=16, ge=1, le=1000, description="Open P2P sessions per user (all devices)."
     )
+    # -- TRTC calls (App::IotRTC::*): the maker's own TRTC application; docs/app-api.md ----
+    trtc_sdk_app_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**32 - 1,
+        description="SdkAppId of the maker's TRTC application; unset = no TRTC calls.",
+    )
+    trtc_secret_key: SecretStr | None = Field(
+        default=None, description="That application's UserSig secret key (never logged)."
+    )
+    trtc_usersig_ttl_s: int = Field(
+        default=86400,
+        ge=60,
+        le=180 * 86400,
+        description="Lifetime of minted UserSigs; also the longest a call is remembered.",
+    )
+    trtc_ring_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="An invited device that nobody joins within this time is free again.",
+    )
     http_send_buffer_bytes: int = Field(
         default=256 * 1024,
         ge=0,
@@ -219,6 +241,12 @@ class Settings(BaseSettings):
     def _turn_needs_secret(self) -> Settings:
         if self.turn_urls and self.turn_secret is None:
             raise ValueError("turn_urls need turn_secret (the TURN server's static-auth-secret)")
+        return self
+
+    @model_validator(mode="after")
+    def _trtc_pair(self) -> Settings:
+        if (self.trtc_sdk_app_id is None) != (self.trtc_secret_key is None):
+            raise ValueError("trtc_sdk_app_id and trtc_secret_key are set together or not at all")
         return self
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ import structlog
 
 from ivcloud.api.appapi.actions.families import family_id_param
 from ivcloud.api.appapi.registry import ActionRegistry, Call
+from ivcloud.protocol import trtc_call
 from ivcloud.protocol.appapi import (
     INVALID_PARAMETER,
     INVALID_PARAMETER_VALUE,
@@ -77,11 +78,14 @@ def _run_in_background(
 
 async def product_api(call: Call, product_id: str) -> dict[str, Any]:
     """A product as ``AppGetProducts`` describes it (``DataTemplate`` is a JSON string)."""
-    info = await call.instance.products.get(product_id)
+    products = call.instance.products
+    info = await products.get(product_id)
     try:
-        template = json.dumps(await call.instance.products.thing_model_json(product_id))
+        template = json.dumps(await products.thing_model_json(product_id))
     except NotFound:
         template = ""
+    model = await products.thing_model(product_id)
+    services = ["TRTC"] if model is not None and trtc_call.supports_calls(model) else []
     return {
         "ProductId": info.product_id,
         "Name": info.name,
@@ -89,7 +93,7 @@ async def product_api(call: Call, product_id: str) -> dict[str, Any]:
         "DataTemplate": template,
         "AppTemplate": "",
         "NetType": info.net_type,
-        "Services": [],
+        "Services": services,
         "ProductType": 0,
         "UpdateTime": info.created_ms // 1000,
     }
