@@ -8,10 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from ivcloud.app import Ivcloud
 from ivcloud.cli import app
+from ivcloud.cli_sim import video_overrides
+from ivcloud.device.av import VideoProfile
+from ivcloud.device.simulators import check_video_overrides
 from tests.models import SENSOR_MODEL
 from tests.rawdevice import RawDevice
 
@@ -139,3 +145,67 @@ async def test_wrong_admin_token_is_refused(
     result = await cli(server, "product", "list")
     assert result.exit_code == 1
     assert "AuthFailure" in result.output
+
+
+# -- ivcloud sim: options checked before anything starts -------------------------------------
+
+SIM = ("sim", "--product", "P", "--device", "D", "--secret", "c2VjcmV0")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("camera", "--width", "321"), "--width 321: width and height must be even"),
+        (("lock-video", "--width", "320", "--height", "239"), "--height 239: width and height"),
+        (("camera", "--width", "100"), "--width 100: resolution 100x360 outside"),
+        (("camera", "--height", "4000"), "--height 4000: resolution"),
+        (("camera", "--fps", "0"), "--fps 0: fps 0 outside 1..60"),
+        (("lock-video", "--fps", "61"), "--fps 61: fps 61 outside 1..60"),
+        (("camera", "--gop", "0.5"), "--gop 0.5: gop_seconds 0.5 outside 1..2"),
+        (("camera", "--gop", "2.5"), "--gop 2.5: gop_seconds 2.5 outside 1..2"),
+        (("camera", "--data-dir", "x", "--retention-hours", "0"), "must be a positive number"),
+        (("camera", "--record", "--retention-hours", "inf"), "must be a positive number"),
+        (("camera", "--retention-hours", "5"), "needs an SD card: give --data-dir or --record"),
+        (
+            ("lock-image", "--width", "320", "--record"),
+            "lock-image has no camera: --width, --record",
+        ),
+        (("lock-image", "--no-record"), "lock-image has no camera: --no-record"),
+        (("lock-image", "--data-dir", "x"), "lock-image has no camera: --data-dir"),
+        (("toaster",), "kind must be camera, lock-image or lock-video"),
+    ],
+)
+def test_sim_refuses_options_the_device_cannot_take(
+    args: tuple[str, ...], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # a wrongly accepted --data-dir x would land here
+    result = runner.invoke(app, [*SIM, *args])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert list(tmp_path.iterdir()) == []  # refused before any SD card was made
+
+
+@given(
+    width=st.none() | st.integers(-2, 5000),
+    height=st.none() | st.integers(-2, 3000),
+    fps=st.none() | st.integers(-1, 100),
+    gop=st.none() | st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_sim_video_options_agree_with_the_quality_profiles(
+    width: int | None, height: int | None, fps: int | None, gop: float | None
+) -> None:
+    """Accepted options are exactly the overrides every quality profile takes; anything else
+    is exit code 2 (never a traceback from the encoder later)."""
+    given_values = {"width": width, "height": height, "fps": fps, "gop_seconds": gop}
+    given_fields = {k: v for k, v in given_values.items() if v is not None}
+    try:
+        overrides = video_overrides(given_values)
+    except typer.Exit as exc:
+        assert exc.exit_code == 2
+        with pytest.raises(ValueError):
+            check_video_overrides(given_fields)
+    else:
+        assert overrides == given_fields
+        for quality in ("standard", "high", "super"):
+            profile = VideoProfile.named(quality, **overrides)
+            assert all(getattr(profile, k) == v for k, v in overrides.items())

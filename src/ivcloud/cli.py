@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -27,6 +27,7 @@ from ivcloud.cli_common import (
     parse_json,
     split_device,
 )
+from ivcloud.cli_sim import sim
 from ivcloud.client.console import ConsoleClient
 from ivcloud.config import DEFAULT_DATA_DIR
 
@@ -66,40 +67,21 @@ def demo(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     http_port: Annotated[int, typer.Option(help="Preferred HTTP port.")] = 8080,
     mqtt_port: Annotated[int, typer.Option(help="Preferred MQTT port.")] = 1883,
+    record: Annotated[
+        bool,
+        typer.Option(
+            help="Record the camera and the video lock onto their SD cards (DATA_DIR/sim/"
+            "<device>/sdcard/ch0) for SD playback; ~14 % of a core per device."
+        ),
+    ] = False,
 ) -> None:
     """Start the server with a simulated camera, picture lock and video lock."""
     from ivcloud.runner import run_demo
 
-    asyncio.run(run_demo(data_dir, http_port=http_port, mqtt_port=mqtt_port))
+    asyncio.run(run_demo(data_dir, http_port=http_port, mqtt_port=mqtt_port, record=record))
 
 
-@app.command()
-def sim(
-    kind: Annotated[str, typer.Argument(help="camera | lock-image | lock-video")],
-    product: Annotated[str, typer.Option(help="ProductId.")],
-    device: Annotated[str, typer.Option(help="DeviceName.")],
-    secret: Annotated[str, typer.Option(help="DeviceSecret (base64).")],
-    host: Annotated[str, typer.Option(help="MQTT host.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="MQTT port.")] = 1883,
-    qr: Annotated[str | None, typer.Option(help="Provisioning QR string.")] = None,
-) -> None:
-    """Run one simulated device until interrupted."""
-    from ivcloud.device.simulators import run_simulator
-
-    if kind not in ("camera", "lock-image", "lock-video"):
-        err.print("[red]error[/red] kind must be camera, lock-image or lock-video")
-        raise typer.Exit(2)
-    asyncio.run(
-        run_simulator(
-            cast(Literal["camera", "lock-image", "lock-video"], kind),
-            host=host,
-            port=port,
-            product_id=product,
-            device_name=device,
-            secret=secret,
-            qr=qr,
-        )
-    )
+app.command()(sim)
 
 
 # -- products ------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Process-level entry points behind ``ivcloud serve`` and ``ivcloud demo``: signals,
-port selection, demo provisioning and the start-up banner."""
+"""Process-level entry points behind ``ivcloud serve``, ``ivcloud demo`` and ``ivcloud sim``:
+signals, port selection, demo provisioning and the start-up banner."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +23,9 @@ from ivcloud.logs import configure
 from ivcloud.protocol.qr import encode_provision_qr
 from ivcloud.services.errors import NotFound
 
+if TYPE_CHECKING:
+    from ivcloud.device.simulators import SimulatorKind
+
 console = Console()
 
 DEMO_DEVICES = (
@@ -31,6 +34,11 @@ DEMO_DEVICES = (
     ("lock-image", "Demo picture-stream lock", "lock", "lock-image", "lockimg01"),
     ("lock-video", "Demo video-stream lock", "lock", "lock-video", "lockvid01"),
 )
+
+
+def demo_sim_dir(data_dir: Path, device_name: str) -> Path:
+    """A demo video device's own directory: its SD card is ``sdcard/ch0`` inside."""
+    return data_dir / "sim" / device_name
 
 
 def port_is_free(host: str, port: int, kind: int = socket.SOCK_STREAM) -> bool:
@@ -142,7 +150,7 @@ def _cli_name() -> str:
     return str(me)
 
 
-def _banner(instance: Ivcloud, devices: list[dict[str, str]]) -> None:
+def _banner(instance: Ivcloud, devices: list[dict[str, str]], *, record: bool) -> None:
     ep = instance.endpoints
     assert ep is not None
     data_dir = instance.settings.data_dir
@@ -155,6 +163,11 @@ def _banner(instance: Ivcloud, devices: list[dict[str, str]]) -> None:
     if ep.stun_url:
         table.add_row("STUN (UDP, live view)", ep.stun_url)
     table.add_row("Admin token", f"{instance.admin_token}  (also in {data_dir}/admin-token)")
+    cards = demo_sim_dir(data_dir, "<device>") / "sdcard" / "ch0"
+    table.add_row(
+        "SD card recording",
+        f"on (camera, video lock; {cards})" if record else "off (no SD playback; see below)",
+    )
     console.print(table)
     dev_table = Table(
         "Simulator", "ProductId", "DeviceName", "DeviceSecret", title="Simulated devices"
@@ -170,11 +183,29 @@ def _banner(instance: Ivcloud, devices: list[dict[str, str]]) -> None:
     console.print(f"  {cli} device get {ref}{dd}")
     console.print(f"  {cli} device action {ref} unlock_remote{dd}")
     console.print(f"  {cli} device control {ref} '{{\"volume\": 2}}'{dd}")
+    if not record:
+        console.print("SD recording is off (SD playback finds nothing); to record, restart with:")
+        console.print(f"  {cli} demo --record{dd}   (~14 % of a core per video device)")
     console.print("Press Ctrl-C to stop.")
 
 
-async def run_demo(data_dir: Path, *, http_port: int = 8080, mqtt_port: int = 1883) -> None:
+async def run_sim(kind: SimulatorKind, **options: Any) -> None:
+    """``ivcloud sim``: one simulated device until SIGINT/SIGTERM, then a clean stop (the SD
+    card's open segment is finished, the MQTT session closed) rather than a traceback.
+    ``options`` are :func:`~ivcloud.device.simulators.run_simulator`'s."""
     from ivcloud.device.simulators import run_simulator
+
+    stop = _stop_on_signals()
+    await run_simulator(kind, stop=stop, **options)
+
+
+async def run_demo(
+    data_dir: Path, *, http_port: int = 8080, mqtt_port: int = 1883, record: bool = False
+) -> None:
+    """The server and the three demo devices. The camera and the video lock each get an SD
+    card (:func:`demo_sim_dir`), recorded onto only with ``record``: continuous recording
+    costs ~14 % of a core per device (see ``run_simulator``)."""
+    from ivcloud.device.simulators import VIDEO_KINDS, run_simulator
 
     stop = _stop_on_signals()
     host = "127.0.0.1"
@@ -200,6 +231,9 @@ async def run_demo(data_dir: Path, *, http_port: int = 8080, mqtt_port: int = 18
             devices = await provision_demo(instance)
         for d in devices:
             qr = encode_provision_qr("demo-wifi", "demo-pass", f"demo-{d['device_name']}")
+            video: dict[str, Any] = {}
+            if d["kind"] in VIDEO_KINDS:
+                video = {"data_dir": demo_sim_dir(data_dir, d["device_name"]), "record": record}
             sims.append(
                 asyncio.create_task(
                     run_simulator(
@@ -211,10 +245,11 @@ async def run_demo(data_dir: Path, *, http_port: int = 8080, mqtt_port: int = 18
                         secret=d["secret"],
                         qr=qr,
                         stop=sims_stop,
+                        **video,
                     )
                 )
             )
-        _banner(instance, devices)
+        _banner(instance, devices, record=record)
         await keep_gc_cheap(instance, stop)
     finally:
         sims_stop.set()

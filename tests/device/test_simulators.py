@@ -297,3 +297,54 @@ async def test_run_simulator_until_stopped(
     stop.set()
     await asyncio.wait_for(task, 10)
     await poll(lambda: device_doc(admin, dev), lambda d: d["Online"] == 0)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"data_dir": "card"},
+        {"record": True},
+        {"retention_hours": 1.0},
+        {"video_overrides": {"fps": 10}},
+    ],
+)
+async def test_run_simulator_refuses_video_options_for_the_picture_lock(
+    server: Ivcloud, admin: httpx.AsyncClient, tmp_path: Path, options: dict[str, Any]
+) -> None:
+    """A lock-image has no camera: options for one are an error, not silently dropped."""
+    dev = await provision(admin, "lock-image", "lock", "no-camera")
+    host, port = broker(server)
+    if "data_dir" in options:
+        options = {"data_dir": tmp_path / "sim"}
+    with pytest.raises(ValueError, match="has no camera"):
+        await run_simulator(
+            "lock-image",
+            host=host,
+            port=port,
+            product_id=dev.product_id,
+            device_name=dev.device_name,
+            secret=dev.secret,
+            **options,
+        )
+    assert not await asyncio.to_thread((tmp_path / "sim").exists)  # no SD card made
+    assert (await device_doc(admin, dev))["Online"] == 0  # it never connected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [({"width": 321}, "even"), ({"fps": 0}, "fps 0"), ({"gop_seconds": 3.0}, "gop_seconds")],
+)
+async def test_video_simulators_refuse_overrides_no_profile_takes(
+    overrides: dict[str, Any], message: str
+) -> None:
+    """Refused when built, not when the first viewer makes the encoder open."""
+    for cls in (CameraSimulator, LockVideoSimulator):
+        with pytest.raises(ValueError, match=message):
+            cls(
+                host="127.0.0.1",
+                port=1,
+                product_id="P",
+                device_name="D",
+                secret="c2VjcmV0",
+                video_overrides=overrides,
+            )

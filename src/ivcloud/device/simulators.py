@@ -21,8 +21,9 @@ import secrets
 import shutil
 import tempfile
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from ivcloud.device.av import AudioProfile, LiveSource, VideoProfile
 from ivcloud.device.av.p2p_agent import P2PAgent
@@ -38,11 +39,13 @@ from ivcloud.protocol.xp2p import Quality
 
 __all__ = [
     "SIMULATORS",
+    "VIDEO_KINDS",
     "CameraSimulator",
     "LockImageSimulator",
     "LockVideoSimulator",
     "Simulator",
     "SimulatorKind",
+    "check_video_overrides",
     "fake_xp2p_info",
     "run_simulator",
 ]
@@ -54,6 +57,14 @@ def fake_xp2p_info() -> str:
     """A stand-in ``_sys_xp2p_info``: real values start with ``XP2P`` and their structure is
     not public (spec §7.8); apps only pass it through, so the shape is all that matters."""
     return ("XP2P" + secrets.token_urlsafe(33)[:44] + "%2.4.0")[:64]
+
+
+def check_video_overrides(overrides: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` unless every quality profile takes ``overrides``: they apply to
+    all three qualities, so an odd width or a 3 s GOP is refused when the camera is built,
+    not later when someone first watches (and the encoder fails in the middle of a view)."""
+    for quality in get_args(Quality):
+        VideoProfile.named(quality, **overrides)
 
 
 def _sys_state() -> dict[str, Any]:
@@ -74,8 +85,9 @@ class _LiveVideo(Simulator):
     and the SD-card recorder — one encoder per quality, running only while someone watches
     or records.
 
-    ``video_overrides`` change the quality profiles (640x360 @ 15 fps for ``standard``), e.g.
-    ``{"width": 320, "height": 240, "fps": 10}`` for light test streams. With a ``data_dir``
+    ``video_overrides`` change every quality's profile (640x360 @ 15 fps for ``standard``),
+    e.g. ``{"width": 320, "height": 240, "fps": 10}`` for light test streams; fields a profile
+    refuses are a ``ValueError`` here (:func:`check_video_overrides`). With a ``data_dir``
     the camera has an SD card in ``data_dir/sdcard/ch0`` and records channel 0 ``standard``
     onto it in 60 s segments, kept ``retention_hours`` (2); ``record`` overrides that
     (``record=True`` without a ``data_dir`` records into a temporary directory removed at
@@ -95,6 +107,7 @@ class _LiveVideo(Simulator):
         max_viewers: int = 4,
         **kwargs: Any,
     ) -> None:
+        check_video_overrides(video_overrides or {})
         super().__init__(**kwargs)
         self.video_overrides = dict(video_overrides or {})
         self.record_enabled = data_dir is not None if record is None else record
@@ -307,6 +320,12 @@ SIMULATORS: dict[SimulatorKind, type[Simulator]] = {
 }
 
 
+VIDEO_KINDS: frozenset[SimulatorKind] = frozenset(
+    kind for kind, cls in SIMULATORS.items() if issubclass(cls, _LiveVideo)
+)
+"""The kinds with a camera (live video, SD card): ``camera`` and ``lock-video``."""
+
+
 async def run_simulator(
     kind: Literal["camera", "lock-image", "lock-video"],
     *,
@@ -319,17 +338,26 @@ async def run_simulator(
     stop: asyncio.Event | None = None,
     data_dir: Path | None = None,
     record: bool = False,
+    retention_hours: float | None = None,
+    video_overrides: dict[str, Any] | None = None,
 ) -> None:
-    """Run one simulated device until ``stop`` is set (forever without one). For the video
-    kinds, ``data_dir`` holds the SD card (none without it). ``record`` is off here
-    (``ivcloud demo`` and ``ivcloud sim`` run through this): continuous SD recording keeps a
-    640x360 @ 15 fps encoder busy, ~14 % of a core per camera on 2 cores (the demo idles at
-    0.5 % without it, 28 % with it on its two video devices); with it off the encoders run
-    only while someone watches."""
+    """Run one simulated device until ``stop`` is set (forever without one).
+
+    For the video kinds (:data:`VIDEO_KINDS`), ``video_overrides`` change the quality
+    profiles (see :class:`_LiveVideo`), ``data_dir`` holds the SD card (none without it) and
+    ``retention_hours`` is how long the card keeps recordings (2). ``record`` is off here
+    (``ivcloud demo`` and ``ivcloud sim`` run through this, and turn it on only when asked):
+    continuous SD recording keeps a 640x360 @ 15 fps encoder busy, ~14 % of a core per camera
+    on 2 cores (the demo idles at 0.5 % without it, 28 % with it on its two video devices);
+    with it off the encoders run only while someone watches. A picture-stream lock has no
+    camera: any of these options given to it is a ``ValueError``, not silently ignored."""
     video: dict[str, Any] = {}
-    if issubclass(SIMULATORS[kind], _LiveVideo):
-        video["data_dir"] = data_dir
-        video["record"] = record
+    if kind in VIDEO_KINDS:
+        video = {"data_dir": data_dir, "record": record, "video_overrides": video_overrides}
+        if retention_hours is not None:
+            video["retention_hours"] = retention_hours
+    elif video_overrides or data_dir is not None or record or retention_hours is not None:
+        raise ValueError(f"a {kind} simulator has no camera: no video, SD card or recording")
     sim = SIMULATORS[kind](
         host=host,
         port=port,
