@@ -34,14 +34,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,16 +45,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from device_pipeline import Server, machine_info, raise_nofile, source_state
-from procstat import Sampler, read_machine_jiffies
+from device_pipeline import machine_info, raise_nofile, source_state
+from launch import (
+    BENCH_DIR,
+    OnEvent,
+    Proc,
+    PySpy,
+    StrictServe,
+    bench_instance,
+    quiet_wait,
+    run_with_events,
+)
+from procstat import Sampler
 
-from ivcloud.app import Ivcloud
-from ivcloud.config import Settings
-from ivcloud.logs import configure
-
-BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-VENV_BIN = Path(sys.executable).parent
 TARGET = {"p99_ms": 20.0, "ratio": 0.5, "users": 1000}
 
 
@@ -66,19 +66,8 @@ TARGET = {"p99_ms": 20.0, "ratio": 0.5, "users": 1000}
 
 
 async def provision(data_dir: Path, n_users: int, n_devices: int) -> dict[str, Any]:
-    settings = Settings(
-        data_dir=data_dir,
-        http_port=0,
-        mqtt_port=0,
-        mqtt_ws_port=None,
-        stun_port=None,
-        log_level="warning",
-    )
-    configure("warning")
-    instance = Ivcloud(settings)
-    await instance.start()
     timings: dict[str, float] = {}
-    try:
+    async with bench_instance(data_dir) as instance:
         t = time.monotonic()
         product = await instance.products.create("bench lock", "lock", "wifi")
         pid = product.product_id
@@ -107,8 +96,6 @@ async def provision(data_dir: Path, n_users: int, n_devices: int) -> dict[str, A
         for user, _, _ in users[1:]:
             await instance.families.join(user, invite)
         timings["members_joined"] = time.monotonic() - t
-    finally:
-        await instance.stop()
     doc = {
         "product_id": pid,
         "app_id": app.app_id,
@@ -123,165 +110,35 @@ async def provision(data_dir: Path, n_users: int, n_devices: int) -> dict[str, A
 # -- 2. servers -----------------------------------------------------------------------------
 
 
-class BareServer:
+class BareServer(Proc):
     """``bench/app_bare_server.py`` as a subprocess (its own session; SIGTERM to stop)."""
 
     def __init__(self, work: Path, nodelay: bool = False) -> None:
+        argv = [sys.executable, str(BENCH_DIR / "app_bare_server.py")]
+        argv += ["--port-file", str(work / "bare.json"), *(["--nodelay"] if nodelay else [])]
+        super().__init__("bare server", argv, work / "bare.log")
         self.work = work
-        self.nodelay = nodelay
-        self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
-        self.log_path = work / "bare.log"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0) -> BareServer:
         port_file = self.work / "bare.json"
         port_file.unlink(missing_ok=True)
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own venv
-            [
-                sys.executable,
-                str(BENCH_DIR / "app_bare_server.py"),
-                "--port-file",
-                str(port_file),
-                *(["--nodelay"] if self.nodelay else []),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("bare server exited early:\n" + self.log_path.read_text())
-            if port_file.exists():
-                self.port = int(json.loads(port_file.read_text())["http_url"].rsplit(":", 1)[1])
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("bare server did not start")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-class IvcloudServer(Server):
-    """``device_pipeline.Server`` (``ivcloud serve``, free ports, log level warning, stop by
-    SIGTERM), optionally launched through a bench wrapper with the same CLI:
-    ``serve_nodelay.py`` (TCP_NODELAY on the HTTP connections), ``serve_gcstats.py`` (times
-    every garbage collection) or ``serve_cached.py`` (two memo caches patched in) —
-    experiments, not the product as shipped."""
-
-    def __init__(self, data_dir: Path, wrapper: str = "") -> None:
-        super().__init__(data_dir, wrapper=wrapper)
+        super().start()
+        info = self.wait_for_json(port_file, timeout)
+        self.port = int(info["http_url"].rsplit(":", 1)[1])
+        return self
 
 
 # -- 3. load generator and profiler ----------------------------------------------------------
 
 
-class PySpy:
-    """``py-spy record`` of one pid for one phase, started when that phase's window opens."""
-
-    def __init__(self, out: Path, seconds: int) -> None:
-        self.out = out
-        self.seconds = seconds
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, pid: int) -> None:
-        exe = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
-        if exe is None:
-            print("  py-spy not installed; no profile", file=sys.stderr)
-            return
-        self.proc = subprocess.Popen(  # noqa: S603
-            [
-                exe,
-                "record",
-                "-p",
-                str(pid),
-                "-d",
-                str(self.seconds),
-                "-r",
-                "100",
-                "--format",
-                "raw",
-                "-o",
-                str(self.out),
-                "--nonblocking",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def wait(self) -> None:
-        if self.proc is not None:
-            try:
-                self.proc.wait(self.seconds + 30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
 def run_loadgen(
-    spec: dict[str, Any], work: Path, label: str, on_event: Any
+    spec: dict[str, Any], work: Path, label: str, on_event: OnEvent
 ) -> dict[str, Any] | None:
-    spec_path = work / f"spec-{label}.json"
-    out_path = work / f"result-{label}.json"
-    spec_path.write_text(json.dumps(spec))
-    out_path.unlink(missing_ok=True)
     timeout = 120 + sum(
         p.get("warmup", 3) + p["seconds"] + p.get("drain", 30) + 1 for p in spec["phases"]
     )
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
-        [
-            sys.executable,
-            str(BENCH_DIR / "app_loadgen.py"),
-            "--spec",
-            str(spec_path),
-            "--out",
-            str(out_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=None,
-    )
-    on_event("started", proc.pid)
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                sys.stdout.write(line.decode(errors="replace"))
-                continue
-            on_event(event.get("event"), event)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-        print(f"  loadgen ({label}) exceeded {timeout:.0f}s and was killed", file=sys.stderr)
-        return None
-    reader.join(timeout=5)
-    if proc.returncode != 0 or not out_path.exists():
-        print(f"  loadgen ({label}) failed with exit code {proc.returncode}", file=sys.stderr)
-        return None
-    result: dict[str, Any] = json.loads(out_path.read_text())
-    return result
+    return run_with_events("app_loadgen.py", spec, work, label, timeout, on_event)
 
 
 def measure(
@@ -350,22 +207,6 @@ def pending_rows(db_path: Path) -> int:
 
 
 # -- orchestration --------------------------------------------------------------------------
-
-
-def wait_quiet(max_wait: float, busy_pct: float = 40.0) -> float | None:
-    """Wait (≤ ``max_wait`` s) until the whole machine is < ``busy_pct`` % busy over 2 s
-    (% of one core: 2 cores = 200 %); this box is shared. Returns the last busy % seen."""
-    deadline = time.monotonic() + max_wait
-    ncpu = os.cpu_count() or 1
-    last = None
-    while True:
-        b0, t0 = read_machine_jiffies()
-        time.sleep(2.0)
-        b1, t1 = read_machine_jiffies()
-        last = round(100 * ncpu * (b1 - b0) / max(t1 - t0, 1), 1)
-        if last < busy_pct or time.monotonic() >= deadline:
-            return last
-        print(f"[wait-quiet] machine {last} % busy (of {100 * ncpu}); waiting …")
 
 
 def paced_phases(args: argparse.Namespace, action: str, ref: str) -> list[dict[str, Any]]:
@@ -605,7 +446,7 @@ def main() -> None:
 
         def run_bare(label: str) -> list[dict[str, Any]]:
             if args.wait_quiet:
-                wait_quiet(args.wait_quiet)
+                quiet_wait(args.wait_quiet, say=True)
             bare = BareServer(work, nodelay=args.server_nodelay)
             bare.start()
             try:
@@ -618,9 +459,8 @@ def main() -> None:
         bare_runs = [run_bare("bare")] if has_bare else []
 
         if args.wait_quiet:
-            wait_quiet(args.wait_quiet)
-        server = IvcloudServer(data_dir, wrapper)
-        server.start()
+            quiet_wait(args.wait_quiet, say=True)
+        server = StrictServe(data_dir, wrapper).start()
         port = int(server.http_url.rsplit(":", 1)[1])
         print(f"[ivcloud] server pid {server.pid} {server.http_url}")
         profiles: dict[str, PySpy] = {}

@@ -32,11 +32,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app_api import provision
+from launch import bench_instance
 from sqlalchemy import text
 
-from ivcloud.app import Ivcloud
-from ivcloud.config import Settings
-from ivcloud.logs import configure
 from ivcloud.protocol import appapi
 from ivcloud.protocol.jsontext import RawJson
 from ivcloud.services.access import Access
@@ -106,19 +104,8 @@ async def asgi_post(app: Any, path: str, body: bytes) -> tuple[int, bytes]:
 
 async def run(data_dir: Path, n: int, limit: int) -> list[dict[str, Any]]:
     doc = json.loads((data_dir / "users.json").read_text())
-    settings = Settings(
-        data_dir=data_dir,
-        http_port=0,
-        mqtt_port=0,
-        mqtt_ws_port=None,
-        stun_port=None,
-        log_level="warning",
-    )
-    configure("warning")
-    inst = Ivcloud(settings)
-    await inst.start()
     rows: list[dict[str, Any]] = []
-    try:
+    async with bench_instance(data_dir) as inst:
         token = doc["users"][1]["token"]  # a member (not the owner) of the 200-device family
         fid = doc["family_id"]
         pid, dn = doc["device_ids"][1].split("/")
@@ -203,8 +190,6 @@ async def run(data_dir: Path, n: int, limit: int) -> list[dict[str, Any]]:
                     rows)  # fmt: skip
         await timed("whole request via ASGI app (no socket)",
                     lambda: asgi_post(inst.http_app, path, control_body), n, rows)  # fmt: skip
-    finally:
-        await inst.stop()
 
     # The family page's SQL through the stdlib driver: what the database itself costs.
     con = sqlite3.connect(data_dir / "ivcloud.db")

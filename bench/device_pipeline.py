@@ -43,18 +43,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from launch import BENCH_DIR, OnEvent, PySpy, StrictServe, bench_instance, run_with_events
 from procstat import Sampler, find_pid_by_comm, load_average, read_status_kib
 from sqlalchemy import insert
 
-from ivcloud.app import Ivcloud
-from ivcloud.config import Settings
-from ivcloud.logs import configure
 from ivcloud.protocol.credentials import generate_device_secret
 from ivcloud.store.schema import Device
 
-BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-VENV_BIN = Path(sys.executable).parent
 GIT = shutil.which("git")
 PARAMS_PER_REPORT = 2  # battery_percentage + lock_motor_state → 2 history rows per report
 TARGET = {"devices": 10_000, "reports_per_s": 5_000, "p99_ms": 50.0}
@@ -73,18 +69,7 @@ def raise_nofile() -> int:
 
 
 async def provision(data_dir: Path, count: int) -> dict[str, Any]:
-    settings = Settings(
-        data_dir=data_dir,
-        http_port=0,
-        mqtt_port=0,
-        mqtt_ws_port=None,
-        stun_port=None,
-        log_level="warning",
-    )
-    configure("warning")
-    instance = Ivcloud(settings)
-    await instance.start()
-    try:
+    async with bench_instance(data_dir) as instance:
         product = await instance.products.create("bench lock", "lock", "wifi")
         pid = product.product_id
         await instance.products.import_standard_model(pid, "lock-video")
@@ -103,100 +88,7 @@ async def provision(data_dir: Path, count: int) -> dict[str, Any]:
         async with instance.engine.begin() as conn:
             for i in range(0, len(rows), 5000):
                 await conn.execute(insert(Device), rows[i : i + 5000])
-    finally:
-        await instance.stop()
     return {"product_id": pid, "devices": devices}
-
-
-# -- 2. server ------------------------------------------------------------------------------
-
-
-class Server:
-    def __init__(self, data_dir: Path, gcstats: bool = False, wrapper: str = "") -> None:
-        """``wrapper``: a bench script in bench/ with the same CLI as ``ivcloud`` (an
-        experiment, e.g. ``serve_gcstats.py``); default the real console script."""
-        self.data_dir = data_dir
-        self.gcstats = gcstats
-        self.wrapper = wrapper or ("serve_gcstats.py" if gcstats else "")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir / "server.log"
-        self.mqtt_port = 0
-        self.http_url = ""
-
-    def start(self, timeout: float = 60.0) -> None:
-        info_file = self.data_dir / "server.json"
-        info_file.unlink(missing_ok=True)
-        env = dict(os.environ)
-        env.update(
-            IVCLOUD_LOG_LEVEL="warning",
-            IVCLOUD_MQTT_WS_PORT="0",  # the default 8083 may be taken; 0 = a free port
-            IVCLOUD_STUN_PORT="off",  # live view is not measured here
-        )
-        # The real console script, or the same CLI behind a bench wrapper (e.g.
-        # serve_gcstats.py, which only times garbage collections).
-        launcher = (
-            [sys.executable, str(BENCH_DIR / self.wrapper)]
-            if self.wrapper
-            else [str(VENV_BIN / "ivcloud")]
-        )
-        cmd = [
-            *launcher,
-            "serve",
-            "--data-dir",
-            str(self.data_dir),
-            "--http-port",
-            "0",  # 0: the OS picks a free port (read back from server.json); never 1883
-            "--mqtt-port",
-            "0",
-        ]
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own venv
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_tail()}")
-            if info_file.exists():
-                try:
-                    info = json.loads(info_file.read_text())
-                except json.JSONDecodeError:
-                    time.sleep(0.05)
-                    continue
-                self.mqtt_port = int(info["mqtt_port"])
-                self.http_url = info["http_url"]
-                if self.mqtt_port == 1883:
-                    raise RuntimeError("server picked 1883, which is Mosquitto's")
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"server.json did not appear in {timeout}s:\n{self.log_tail()}")
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self, timeout: float = 60.0) -> float:
-        """SIGTERM (graceful: the writer commits its queue) and wait; returns seconds taken."""
-        if self.proc is None or self.proc.poll() is not None:
-            return 0.0
-        start = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-            raise RuntimeError("server did not stop within the timeout; killed") from None
-        return time.monotonic() - start
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 # -- 3. load generator ----------------------------------------------------------------------
@@ -206,106 +98,29 @@ def run_loadgen(
     spec: dict[str, Any],
     work: Path,
     label: str,
-    on_event: Any = None,
-) -> tuple[subprocess.Popen[bytes], dict[str, Any] | None]:
-    spec_path = work / f"spec-{label}.json"
-    out_path = work / f"result-{label}.json"
-    spec_path.write_text(json.dumps(spec))
-    out_path.unlink(missing_ok=True)
+    on_event: OnEvent | None = None,
+) -> dict[str, Any] | None:
     timeout = spec["connect_deadline"] + spec.get("settle", 1.0) + spec["seconds"]
     timeout += spec["drain"] + 60
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
-        [
-            sys.executable,
-            str(BENCH_DIR / "loadgen.py"),
-            "--spec",
-            str(spec_path),
-            "--out",
-            str(out_path),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=None,
-    )
-    if on_event is not None:
-        on_event("started", proc.pid)
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                sys.stdout.write(line.decode(errors="replace"))
-                continue
-            if on_event is not None:
-                on_event(event.get("event"), event)
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-        print(f"  loadgen ({label}) exceeded {timeout:.0f}s and was killed", file=sys.stderr)
-        return proc, None
-    reader.join(timeout=5)
-    if proc.returncode != 0 or not out_path.exists():
-        print(f"  loadgen ({label}) failed with exit code {proc.returncode}", file=sys.stderr)
-        return proc, None
-    result: dict[str, Any] = json.loads(out_path.read_text())
-    return proc, result
+    return run_with_events("loadgen.py", spec, work, label, timeout, on_event)
 
 
-class Profiler:
-    """Optional py-spy recording of the server during the report phase."""
+class Profiler(PySpy):
+    """Optional py-spy recording of the server, started a delay after a load-generator
+    event (the phase to profile)."""
 
     def __init__(self, seconds: int, out: Path, native: bool = False) -> None:
-        self.seconds = seconds
-        self.out = out
-        self.native = native
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(out, seconds, native)
         self._timer: threading.Timer | None = None
 
     def schedule(self, pid: int, delay: float) -> None:
-        def start() -> None:
-            exe = shutil.which("py-spy", path=str(VENV_BIN)) or shutil.which("py-spy")
-            if exe is None:
-                print("  py-spy not installed; no profile", file=sys.stderr)
-                return
-            cmd = [
-                exe,
-                "record",
-                "-p",
-                str(pid),
-                "-d",
-                str(self.seconds),
-                "-r",
-                "100",
-                "--format",
-                "raw",
-                "-o",
-                str(self.out),
-                "--nonblocking",
-            ]
-            if self.native:
-                cmd.remove("--nonblocking")  # native unwinding has to pause the process
-                cmd.append("--native")
-            self.proc = subprocess.Popen(  # noqa: S603
-                cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-
-        self._timer = threading.Timer(delay, start)
+        self._timer = threading.Timer(delay, self.start, [pid])
         self._timer.start()
 
     def wait(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        if self.proc is not None:
-            try:
-                self.proc.wait(self.seconds + 30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        super().wait()
 
 
 class HealthPoller(threading.Thread):
@@ -422,8 +237,8 @@ def run_ivcloud(args: argparse.Namespace, work: Path, tag: str) -> dict[str, Any
     fleet = asyncio.run(provision(data_dir, args.devices))
     provision_s = time.monotonic() - t
     print(f"[ivcloud] provisioned in {provision_s:.1f}s; starting server")
-    server = Server(data_dir, gcstats=args.gcstats)
-    server.start()
+    # --gcstats: under serve_gcstats.py (same CLI), which only times garbage collections
+    server = StrictServe(data_dir, "serve_gcstats.py" if args.gcstats else "").start()
     print(f"[ivcloud] server pid {server.pid} mqtt 127.0.0.1:{server.mqtt_port}")
     sampler = Sampler(args.sample_interval)
     sampler.watch("server", server.pid)
@@ -461,7 +276,7 @@ def run_ivcloud(args: argparse.Namespace, work: Path, tag: str) -> dict[str, Any
     )
     print(f"[ivcloud] load: {args.devices} devices, {args.rate} msg/s for {args.seconds}s")
     try:
-        _, result = run_loadgen(spec, work, "ivcloud", on_event)
+        result = run_loadgen(spec, work, "ivcloud", on_event)
     finally:
         if profiler is not None:
             profiler.wait()
@@ -540,7 +355,7 @@ def run_mosquitto(args: argparse.Namespace, work: Path) -> dict[str, Any] | None
     spec.update(target="mosquitto", port=args.mosquitto_port, count=args.devices)
     print(f"[mosquitto] load: {args.devices} devices, {args.rate} msg/s for {args.seconds}s")
     try:
-        _, result = run_loadgen(spec, work, "mosquitto", on_event)
+        result = run_loadgen(spec, work, "mosquitto", on_event)
     finally:
         sampler.stop()
     if result is None:

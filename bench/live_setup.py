@@ -10,24 +10,31 @@ URL and P2P session in the benchmarks is minted through the App API as a real ap
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from launch import VENV_BIN, IvcloudServe, Proc, bench_instance, quiet_wait
 from procstat import Sampler
 
-from ivcloud.app import Ivcloud
-from ivcloud.config import Settings
-from ivcloud.logs import configure
-
-VENV_BIN = Path(sys.executable).parent
+# Launching and provisioning helpers live in launch.py (shared with the other benches); the
+# live benches import them from here with the rest of their setup.
+__all__ = [
+    "VENV_BIN",
+    "Camera",
+    "IvcloudServe",
+    "Proc",
+    "camera_sim",
+    "cpu_row",
+    "cpu_split",
+    "free_port",
+    "percentiles",
+    "provision",
+    "quiet_wait",
+]
 
 
 def free_port() -> int:
@@ -52,18 +59,7 @@ class Camera:
 
 
 async def provision(data_dir: Path, device_name: str = "cam01") -> Camera:
-    settings = Settings(
-        data_dir=data_dir,
-        http_port=0,
-        mqtt_port=0,
-        mqtt_ws_port=None,
-        stun_port=None,
-        log_level="warning",
-    )
-    configure("warning")
-    instance = Ivcloud(settings)
-    await instance.start()
-    try:
+    async with bench_instance(data_dir) as instance:
         product = await instance.products.create("bench camera", "camera", "wifi")
         pid = product.product_id
         await instance.products.import_standard_model(pid, "camera")
@@ -74,119 +70,7 @@ async def provision(data_dir: Path, device_name: str = "cam01") -> Camera:
         token, _ = await instance.users.issue_token(user)
         family = await instance.families.create_family(user, "home")
         await instance.families.bind_device(user, family, "0", rec)
-    finally:
-        await instance.stop()
     return Camera(pid, device_name, rec.secret, app.app_id, user.user_id, token)
-
-
-class Proc:
-    """A subprocess in its own session, output to a log file, stopped with SIGTERM."""
-
-    def __init__(
-        self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None
-    ):
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own venv / node
-            self.argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            start_new_session=True,
-        )
-        log.close()
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-class IvcloudServe(Proc):
-    """``ivcloud serve`` on free ports (read back from ``server.json``), log level warning;
-    ``settings`` become ``IVCLOUD_*`` environment variables (e.g. ``stream_linger_s``)."""
-
-    def __init__(self, data_dir: Path, wrapper: str = "", **settings: Any) -> None:
-        """``wrapper``: a bench script with the ``ivcloud`` CLI (e.g. ``serve_uvloop.py``)."""
-        env = dict(os.environ)
-        env.update(IVCLOUD_LOG_LEVEL="warning", IVCLOUD_MQTT_WS_PORT="0")
-        env.update({f"IVCLOUD_{k.upper()}": str(v) for k, v in settings.items()})
-        if wrapper:
-            argv = [sys.executable, str(Path(__file__).resolve().parent / wrapper)]
-        else:
-            argv = [str(VENV_BIN / "ivcloud")]
-        argv += ["serve", "--data-dir", str(data_dir)]
-        argv += ["--http-port", "0", "--mqtt-port", "0"]
-        super().__init__("ivcloud", argv, data_dir / "server.log", env)
-        self.data_dir = data_dir
-        self.info: dict[str, Any] = {}
-
-    def start(self, timeout: float = 60.0) -> IvcloudServe:
-        info_file = self.data_dir / "server.json"
-        info_file.unlink(missing_ok=True)
-        super().start()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"server exited early:\n{self.log_tail()}")
-            try:
-                self.info = json.loads(info_file.read_text())
-            except (OSError, json.JSONDecodeError):
-                time.sleep(0.05)
-                continue
-            if int(self.info["mqtt_port"]) == 1883:
-                raise RuntimeError("server picked 1883, which is Mosquitto's")
-            return self
-        self.stop()
-        raise RuntimeError(f"server.json did not appear in {timeout}s:\n{self.log_tail()}")
-
-    @property
-    def http_url(self) -> str:
-        return str(self.info["http_url"])
-
-    @property
-    def mqtt_port(self) -> int:
-        return int(self.info["mqtt_port"])
-
-    def devices_connected(self) -> int:
-        import urllib.request
-
-        with urllib.request.urlopen(self.http_url + "/healthz", timeout=5) as resp:  # noqa: S310
-            return int(json.loads(resp.read())["devices_connected"])
-
-    def wait_devices(self, count: int, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.devices_connected() >= count:
-                return
-            time.sleep(0.1)
-        raise RuntimeError(f"{count} device(s) not connected after {timeout}s")
 
 
 def camera_sim(server: IvcloudServe, cam: Camera, work: Path, record: str = "default") -> Proc:
@@ -249,19 +133,3 @@ def percentiles(values: list[float]) -> dict[str, Any]:
         "min": round(s[0], 1),
         "max": round(s[-1], 1),
     }
-
-
-def quiet_wait(max_s: float, busy_limit: float = 40.0) -> float:
-    """Wait ≤ ``max_s`` for the shared box to be under ``busy_limit`` % (of 200 %) over 2 s;
-    returns the last busy figure."""
-    from procstat import read_machine_jiffies
-
-    deadline = time.monotonic() + max_s
-    busy_pct = 0.0
-    while True:
-        b0, t0 = read_machine_jiffies()
-        time.sleep(2)
-        b1, t1 = read_machine_jiffies()
-        busy_pct = 100 * (os.cpu_count() or 1) * (b1 - b0) / max(1, t1 - t0)
-        if busy_pct < busy_limit or time.monotonic() > deadline:
-            return round(busy_pct, 1)

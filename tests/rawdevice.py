@@ -96,6 +96,14 @@ class RawDevice:
         await self.up(channel, doc)
         return await self.down(channel, timeout)
 
+    async def reply_action(
+        self, action: dict[str, Any], response: dict[str, Any], status: str = "ok"
+    ) -> None:
+        """Answer an ``action`` message (the one it received, or — as an impostor — one
+        another device received) with code 0, ``status`` and the ``response`` output."""
+        reply = {"method": "action_reply", "clientToken": action["clientToken"], "code": 0}
+        await self.up("action", {**reply, "status": status, "response": response})
+
 
 def device_for(server: Ivcloud, p: Provisioned, secret: str | None = None) -> RawDevice:
     """A RawDevice for a provisioned device of a running server."""

@@ -15,28 +15,27 @@ import pytest
 
 from ivcloud.app import Ivcloud
 from tests.cloud_storage_support import Clip, counts, device_request, make_clip, signed_headers
-from tests.conftest import make_settings
 from tests.helpers import Provisioned, provision
+from tests.media.hub_support import running
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[Ivcloud]:
     """Small upload limits so oversize bodies are cheap to send."""
-    settings = make_settings(
-        tmp_path / "data",
-        cloud_storage_max_segment_bytes=64 * 1024,
-        cloud_storage_max_thumbnail_bytes=16 * 1024,
-    )
-    instance = Ivcloud(settings)
-    await instance.start()
-    try:
+    limits = {
+        "cloud_storage_max_segment_bytes": 64 * 1024,
+        "cloud_storage_max_thumbnail_bytes": 16 * 1024,
+    }
+    async with running(tmp_path / "data", **limits) as instance:
         yield instance
-    finally:
-        await instance.stop()
+
+
+#: Two cameras of one product: the one under test and another (whose key must not work).
+Devices = tuple[Provisioned, Provisioned]
 
 
 @pytest.fixture
-async def devices(admin: httpx.AsyncClient) -> tuple[Provisioned, Provisioned]:
+async def devices(admin: httpx.AsyncClient) -> Devices:
     cam = await provision(admin, "camera", "camera", "cam-1")
     resp = await admin.post(f"/products/{cam.product_id}/devices", json={"DeviceName": "cam-2"})
     assert resp.status_code == 201
@@ -93,10 +92,7 @@ def _json(doc: dict[str, Any]) -> bytes:
 
 
 async def test_clip_uploads_and_plays_back_byte_for_byte(
-    server: Ivcloud,
-    appclient: httpx.AsyncClient,
-    devices: tuple[Provisioned, Provisioned],
-    clip: Clip,
+    server: Ivcloud, appclient: httpx.AsyncClient, devices: Devices, clip: Clip
 ) -> None:
     cam, _ = devices
     await upload_all(appclient, cam, clip)
@@ -126,10 +122,7 @@ async def test_clip_uploads_and_plays_back_byte_for_byte(
 
 
 async def test_replays_are_no_ops(
-    server: Ivcloud,
-    appclient: httpx.AsyncClient,
-    devices: tuple[Provisioned, Provisioned],
-    clip: Clip,
+    server: Ivcloud, appclient: httpx.AsyncClient, devices: Devices, clip: Clip
 ) -> None:
     cam, _ = devices
     seg = clip.segments[0]
@@ -150,10 +143,7 @@ async def test_replays_are_no_ops(
 
 
 async def test_only_the_device_itself_may_upload(
-    server: Ivcloud,
-    appclient: httpx.AsyncClient,
-    devices: tuple[Provisioned, Provisioned],
-    clip: Clip,
+    server: Ivcloud, appclient: httpx.AsyncClient, devices: Devices, clip: Clip
 ) -> None:
     cam, other = devices
     target = "/api/device/v1/cs/init?channel=0"
@@ -184,10 +174,7 @@ async def test_only_the_device_itself_may_upload(
 
 
 async def test_bad_uploads_are_refused_and_store_nothing(
-    server: Ivcloud,
-    appclient: httpx.AsyncClient,
-    devices: tuple[Provisioned, Provisioned],
-    clip: Clip,
+    server: Ivcloud, appclient: httpx.AsyncClient, devices: Devices, clip: Clip
 ) -> None:
     cam, _ = devices
     await upload_all(appclient, cam, clip)
@@ -351,7 +338,7 @@ async def test_bad_uploads_are_refused_and_store_nothing(
 
 
 async def test_oversize_bodies_are_cut_off_before_buffering(
-    server: Ivcloud, appclient: httpx.AsyncClient, devices: tuple[Provisioned, Provisioned]
+    server: Ivcloud, appclient: httpx.AsyncClient, devices: Devices
 ) -> None:
     """A chunked body (no Content-Length, so the size is unknown up front) is refused once
     it passes the limit; the server stops buffering there."""
@@ -378,10 +365,7 @@ async def test_oversize_bodies_are_cut_off_before_buffering(
 
 
 async def test_playback_urls_are_signed_per_device_window_and_object(
-    server: Ivcloud,
-    appclient: httpx.AsyncClient,
-    devices: tuple[Provisioned, Provisioned],
-    clip: Clip,
+    server: Ivcloud, appclient: httpx.AsyncClient, devices: Devices, clip: Clip
 ) -> None:
     cam, other = devices
     ids = (await upload_all(appclient, cam, clip))["segments"]

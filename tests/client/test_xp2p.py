@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import av
-import httpx
 import numpy as np
 import pytest
 from structlog.testing import capture_logs
@@ -36,10 +35,7 @@ from ivcloud.protocol import xp2p_errors as codes
 from ivcloud.protocol.av import FlvReader
 from ivcloud.protocol.av.aac import add_adts
 from tests import p2p_support
-from tests.api.test_push import give_user
-from tests.appclient import create_app, make_user
 from tests.client.xp2p_support import DEVICE_ST, INFO, LIVE, tone, xp2p_client
-from tests.helpers import provision
 from tests.media.hub_support import Live, live_setup
 from tests.p2p_support import eventually
 from tests.rawdevice import device_for
@@ -69,10 +65,7 @@ async def test_start_and_stop_refuse_what_the_official_sdk_refuses_with_its_log_
     server: Ivcloud, live: Live
 ) -> None:
     dev = live.device_id
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(server, live, cam) as (client, _),
-    ):
+    async with xp2p_client(server, live) as (client, _, _):
         with capture_logs() as logs:
             await raises(codes.XP2P_ERR_INIT_PRM, client.start_service("", INFO))
             await raises(codes.XP2P_ERR_INIT_PRM, client.start_service(dev, ""))
@@ -117,11 +110,7 @@ async def test_a_device_without_webrtc_is_served_by_the_hub_or_refused(
     server: Ivcloud, live: Live
 ) -> None:
     no_webrtc = "XP2P1:q0V3b2Qp1kqjv8d2c0xq3A:clpt"
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(server, live, cam) as (client, cloud),
-    ):
-        assert cloud is not None
+    async with xp2p_client(server, live) as (client, cloud, _):
         cloud.info = no_webrtc
         with capture_logs() as logs:
             await raises(
@@ -160,18 +149,14 @@ async def test_the_cloud_checks_the_info_and_who_asks(server: Ivcloud, live: Liv
         assert warnings_with(logs, codes.XP2P_ERR_PROXY_INIT) == ["remote xp2pinfo is invalid"]
     # Another user: the App API's NoPermission, for their device and for one that does not
     # exist alike, surfaces as −1001 carrying the App API code.
-    async with httpx.AsyncClient(base_url=server.endpoints.http_url + "/api/console/v1") as admin:
-        admin.headers["Authorization"] = f"Bearer {server.admin_token}"
-        theirs = await provision(admin, "camera", "camera", "cam02")
-        creds = await create_app(admin, theirs.product_id)
-        owner_id, _ = await make_user(server, creds, "owner2")
-        await give_user(server, owner_id, theirs)
     async with (
+        live_setup(server, "cam02") as theirs,
         AppClient(server.endpoints.http_url, access_token=live.token) as app,
         Xp2pClient(app, timeout=5.0) as client,
     ):
         with capture_logs() as logs:
-            for other in (f"{theirs.product_id}/cam02", f"{theirs.product_id}/nobody"):
+            their_product = theirs.device.product_id
+            for other in (f"{their_product}/cam02", f"{their_product}/nobody"):
                 refused = await raises(
                     codes.XP2P_ERR_GET_XP2PINFO, client.start_service(other, INFO)
                 )
@@ -187,11 +172,7 @@ async def test_the_cloud_checks_the_info_and_who_asks(server: Ivcloud, live: Liv
 async def test_commands_go_over_the_tunnel_when_it_is_up_else_through_the_cloud(
     server: Ivcloud, live: Live
 ) -> None:
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(server, live, cam) as (client, cloud),
-    ):
-        assert cloud is not None
+    async with xp2p_client(server, live) as (client, cloud, _):
         cloud.gate.clear()
         await client.start_service(live.device_id, INFO)
         assert await client.send_command(live.device_id, DEVICE_ST) == (
@@ -225,10 +206,7 @@ def decode_talk(flv: bytes) -> tuple[int, np.ndarray[Any, Any]]:
 
 
 async def test_pcm_talk_reaches_the_device_as_aac_at_16_khz(server: Ivcloud, live: Live) -> None:
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(server, live, cam) as (client, _),
-    ):
+    async with xp2p_client(server, live) as (client, _, cam):
         await client.start_service(live.device_id, INFO, paths=("p2p",))
         talk = await client.start_voice(live.device_id, fmt="pcm", sample_rate=8000)
         pcm = tone(1.5, 8000)
@@ -253,10 +231,7 @@ async def test_pcm_talk_reaches_the_device_as_aac_at_16_khz(server: Ivcloud, liv
 async def test_aac_talk_passes_through_unchanged(server: Ivcloud, live: Live) -> None:
     encoder = AudioEncoder(AudioProfile("aac"))
     frames = [f.data for i in range(20) for f in encoder.encode(i * 64.0)]
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(server, live, cam) as (client, _),
-    ):
+    async with xp2p_client(server, live) as (client, _, cam):
         await client.start_service(live.device_id, INFO, paths=("p2p",))
         talk = await client.start_voice(live.device_id, fmt="aac", sample_rate=16000)
         for frame in frames[:10]:
@@ -274,11 +249,7 @@ async def test_aac_talk_passes_through_unchanged(server: Ivcloud, live: Live) ->
 
 
 async def test_talk_needs_the_tunnel(server: Ivcloud, live: Live) -> None:
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(server, live, cam) as (client, cloud),
-    ):
-        assert cloud is not None
+    async with xp2p_client(server, live) as (client, cloud, _):
         await client.start_service(live.device_id, INFO, paths=("hub",))
         with capture_logs() as logs:
             await raises(codes.XP2P_ERR_DETECT_NOTREADY, client.start_voice(live.device_id))

@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,33 +28,25 @@ from ivcloud.client.xp2p_proxy import BadHead, parse_head
 from ivcloud.protocol import xp2p_errors as codes
 from ivcloud.protocol.p2p_channel import DEFAULT_WINDOW
 from tests import p2p_support
+from tests.client import xp2p_support
 from tests.client.xp2p_support import (
     BIG_FILE,
     INFO,
     LIVE,
     decode_flv,
     http_get,
-    open_with_pyav,
     recording,
+    stop_while_watching,
+    watch_live,
     xp2p_client,
 )
-from tests.media.hub_support import Live, camera, check_clocks, live_setup, now_ms, running
+from tests.media.hub_support import Live, camera
 from tests.p2p_support import eventually, pattern_bytes
 
-loopback_ice = p2p_support.loopback_ice  # fixture, used by name
+# fixtures, used by name
+loopback_ice = p2p_support.loopback_ice
+hub_server, live = xp2p_support.hub_server, xp2p_support.live
 pytestmark = pytest.mark.usefixtures("loopback_ice")
-
-
-@pytest.fixture
-async def hub_server(tmp_path: Path) -> AsyncIterator[Ivcloud]:
-    async with running(tmp_path / "data", stream_linger_s=0.2, stream_publisher_wait_s=10) as s:
-        yield s
-
-
-@pytest.fixture
-async def live(hub_server: Ivcloud) -> AsyncIterator[Live]:
-    async with live_setup(hub_server) as setup:
-        yield setup
 
 
 async def test_hub_alone_serves_a_player_and_hanging_up_leaves_the_hub(
@@ -64,16 +54,13 @@ async def test_hub_alone_serves_a_player_and_hanging_up_leaves_the_hub(
 ) -> None:
     async with (
         camera(hub_server, live.device),
-        p2p_support.camera() as cam,
-        xp2p_client(hub_server, live, cam) as (client, _),
+        xp2p_client(hub_server, live) as (client, _, _),
     ):
         info = await client.start_service(live.device_id, INFO, paths=("hub",))
         base = client.delegate_http_flv(live.device_id)
         assert base == info.url and base.startswith("http://127.0.0.1:")
         assert base.endswith(f"/{live.device_id}/")
-        since = now_ms()
-        clocks = await asyncio.to_thread(open_with_pyav, base + LIVE, 12)
-        check_clocks(clocks, since_ms=since, until_ms=now_ms())
+        await watch_live(base + LIVE, 12)
         assert client.chosen_path(live.device_id) == "hub"
         # FFmpeg hung up: the proxy closed its hub viewer.
         await eventually(lambda: hub_server.hub.stats().viewers == 0)
@@ -89,16 +76,10 @@ async def test_hub_alone_serves_a_player_and_hanging_up_leaves_the_hub(
 async def test_p2p_alone_serves_a_player_and_hanging_up_stops_the_device_stream(
     hub_server: Ivcloud, live: Live
 ) -> None:
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(hub_server, live, cam) as (client, cloud),
-    ):
-        assert cloud is not None
+    async with xp2p_client(hub_server, live) as (client, _, cam):
         await client.start_service(live.device_id, INFO, paths=("p2p",))
         url = client.delegate_http_flv(live.device_id) + LIVE
-        since = now_ms()
-        clocks = await asyncio.to_thread(open_with_pyav, url, 12)
-        check_clocks(clocks, since_ms=since, until_ms=now_ms())
+        await watch_live(url, 12)
         assert client.chosen_path(live.device_id) == "direct"
         # The player left: the device's stream was cancelled and its camera subscription
         # released (the tunnel carries no media tracks, so nothing else subscribes).
@@ -114,12 +95,10 @@ async def test_the_hub_wins_while_p2p_connects_then_new_requests_move_to_p2p(
     events: list[tuple[str, str]] = []
     async with (
         camera(hub_server, live.device),
-        p2p_support.camera() as cam,
         xp2p_client(
-            hub_server, live, cam, on_event=lambda _id, ev, detail: events.append((ev, detail))
-        ) as (client, cloud),
+            hub_server, live, on_event=lambda _id, ev, detail: events.append((ev, detail))
+        ) as (client, cloud, cam),
     ):
-        assert cloud is not None
         cloud.gate.clear()  # the device's answer is held back: the tunnel stays "detecting"
         await client.start_service(live.device_id, INFO)
         assert client.chosen_path(live.device_id) is None
@@ -158,20 +137,13 @@ async def test_the_hub_wins_while_p2p_connects_then_new_requests_move_to_p2p(
 
 async def test_a_failing_path_loses_the_race_to_the_other(hub_server: Ivcloud, live: Live) -> None:
     # No camera online: the hub answers 409 (device offline) and P2P serves the player.
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(hub_server, live, cam) as (client, _),
-    ):
+    async with xp2p_client(hub_server, live) as (client, _, _):
         await client.start_service(live.device_id, INFO)
         resp, body = await http_get(client.delegate_http_flv(live.device_id) + LIVE, 20_000)
         assert resp.status_code == 200 and resp.headers["x-xp2p-path"] == "direct"
         assert decode_flv(body)
     # P2P refused by the cloud and the hub offline: the hub's status reaches the player.
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(hub_server, live, cam) as (client, cloud),
-    ):
-        assert cloud is not None
+    async with xp2p_client(hub_server, live) as (client, cloud, _):
         cloud.refuse = Xp2pCloudError(codes.XP2P_ERR_REQUEST_FAIL, "refused", api_code="x")
         await client.start_service(live.device_id, INFO)
         resp, body = await http_get(client.delegate_http_flv(live.device_id) + LIVE, 1)
@@ -185,10 +157,8 @@ async def test_a_device_refusing_a_p2p_viewer_sends_the_player_to_the_hub(
 ) -> None:
     async with (
         camera(hub_server, live.device),
-        p2p_support.camera() as cam,
-        xp2p_client(hub_server, live, cam) as (client, cloud),
+        xp2p_client(hub_server, live) as (client, cloud, _),
     ):
-        assert cloud is not None
         await client.start_service(live.device_id, INFO)
         await client.wait_p2p(live.device_id)
         cloud.handlers[0].refuse_live = 405  # the camera's P2P viewer limit
@@ -207,10 +177,7 @@ async def test_a_device_refusing_a_p2p_viewer_sends_the_player_to_the_hub(
 async def test_playback_and_download_over_p2p_and_503_without_it(
     hub_server: Ivcloud, live: Live
 ) -> None:
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(hub_server, live, cam) as (client, _),
-    ):
+    async with xp2p_client(hub_server, live) as (client, _, _):
         await client.start_service(live.device_id, INFO, paths=("p2p",))
         base = client.delegate_http_flv(live.device_id) + "ipc.flv?"
         playback = "action=playback&channel=0&start_time=1767225600&end_time=1767225606"
@@ -222,11 +189,7 @@ async def test_playback_and_download_over_p2p_and_503_without_it(
         )
         assert resp.headers["content-type"] == "application/octet-stream"
         assert body == pattern_bytes(100_000)[7:]
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(hub_server, live, cam) as (client, cloud),
-    ):
-        assert cloud is not None
+    async with xp2p_client(hub_server, live) as (client, cloud, _):
         await client.start_service(live.device_id, INFO, paths=("hub",))
         base = client.delegate_http_flv(live.device_id) + "ipc.flv?"
         resp, body = await http_get(base + playback, 10**6)
@@ -250,26 +213,10 @@ async def test_playback_and_download_over_p2p_and_503_without_it(
 async def test_stop_service_ends_the_players_response_and_kills_the_url(
     hub_server: Ivcloud, live: Live
 ) -> None:
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(hub_server, live, cam) as (client, _),
-    ):
+    async with xp2p_client(hub_server, live) as (client, _, cam):
         await client.start_service(live.device_id, INFO, paths=("p2p",))
         url = client.delegate_http_flv(live.device_id) + LIVE
-        received = bytearray()
-
-        async def player() -> int:
-            async with httpx.AsyncClient(timeout=30) as http, http.stream("GET", url) as resp:
-                async for chunk in resp.aiter_raw():
-                    received.extend(chunk)
-            return resp.status_code
-
-        task = asyncio.create_task(player())
-        await eventually(lambda: len(received) > 10_000)
-        await client.stop_service(live.device_id)
-        # The body ended with the terminating chunk: httpx finished without an error.
-        assert await asyncio.wait_for(task, 10) == 200
-        assert decode_flv(bytes(received))
+        await stop_while_watching(client, live.device_id, url)
         await eventually(lambda: cam.streams_closed == 1)
         resp, _ = await http_get(url, 1)
         assert resp.status_code == 404
@@ -278,10 +225,7 @@ async def test_stop_service_ends_the_players_response_and_kills_the_url(
 async def test_bad_requests_get_clear_errors_and_the_proxy_listens_on_loopback_only(
     hub_server: Ivcloud, live: Live
 ) -> None:
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(hub_server, live, cam) as (client, _),
-    ):
+    async with xp2p_client(hub_server, live) as (client, _, cam):
         await client.start_service(live.device_id, INFO, paths=("p2p",))
         base = client.delegate_http_flv(live.device_id)
         token = base.split("/")[3]
@@ -315,11 +259,7 @@ async def test_bad_requests_get_clear_errors_and_the_proxy_listens_on_loopback_o
 async def test_a_player_that_stops_reading_stops_the_device(
     hub_server: Ivcloud, live: Live
 ) -> None:
-    async with (
-        p2p_support.camera() as cam,
-        xp2p_client(hub_server, live, cam) as (client, cloud),
-    ):
-        assert cloud is not None
+    async with xp2p_client(hub_server, live) as (client, cloud, _):
         await client.start_service(live.device_id, INFO, paths=("p2p",))
         await client.wait_p2p(live.device_id)
         url = urlsplit(client.delegate_http_flv(live.device_id))

@@ -4,7 +4,8 @@ or what the device serves — the P2P half of the cloud (``IvcloudDescribeP2PPar
 ``IvcloudP2PConnect`` / ``IvcloudP2PClose`` / ``IvcloudXp2pCommand``) done in-process
 against a real aiortc device peer over loopback UDP, serving a real camera (x264 + AAC).
 That stand-in replaces only the cloud's signalling hop; tests/e2e/test_app_sdk_live.py
-runs the same client through the real one."""
+runs the same client through the real one. The ``hub_server`` and ``live`` fixtures serve
+both: a test module takes them by assigning them to module names."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import io
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import av
 import httpx
 import numpy as np
+import pytest
 
 from ivcloud.app import Ivcloud
 from ivcloud.client.app_sdk import AppClient
@@ -29,8 +32,9 @@ from ivcloud.client.xp2p_errors import Xp2pError
 from ivcloud.device.av.webrtc import DevicePeer
 from ivcloud.media.clockcode import read_clock
 from ivcloud.protocol.p2p_channel import Reply, RequestRefused
-from tests.media.hub_support import Live, record
-from tests.p2p_support import Camera, CameraHandler, pattern_bytes
+from tests import p2p_support
+from tests.media.hub_support import Live, check_clocks, live_setup, now_ms, record, running
+from tests.p2p_support import Camera, CameraHandler, eventually, pattern_bytes
 
 INFO = "XP2P1:q0V3b2Qp1kqjv8d2c0xq3A:clptuw"
 LIVE = "ipc.flv?action=live&channel=0&quality=standard"
@@ -112,20 +116,55 @@ class LoopbackCloud(Xp2pCloud):
 
 @contextlib.asynccontextmanager
 async def xp2p_client(
-    server: Ivcloud, live: Live, cam: Camera | None = None, **kwargs: Any
-) -> AsyncIterator[tuple[Xp2pClient, LoopbackCloud | None]]:
-    """An ``Xp2pClient`` for ``live``'s user; with ``cam``, the P2P half is the loopback
-    stand-in over that camera."""
+    server: Ivcloud, live: Live, **kwargs: Any
+) -> AsyncIterator[tuple[Xp2pClient, LoopbackCloud, Camera]]:
+    """An ``Xp2pClient`` for ``live``'s user whose P2P half is the loopback stand-in over a
+    test camera (x264 + AAC + Opus), and that camera."""
     assert server.endpoints is not None
-    async with AppClient(server.endpoints.http_url, access_token=live.token) as app:
-        cloud = None
-        if cam is not None:
-            cloud = LoopbackCloud(app, cam, recording=(await recording()))
+    async with (
+        p2p_support.camera() as cam,
+        AppClient(server.endpoints.http_url, access_token=live.token) as app,
+    ):
+        cloud = LoopbackCloud(app, cam, recording=(await recording()))
         client = Xp2pClient(app, cloud=cloud, timeout=10.0, **kwargs)
         try:
-            yield client, cloud
+            yield client, cloud, cam
         finally:
             await client.destroy()
+
+
+@pytest.fixture
+async def hub_server(tmp_path: Path) -> AsyncIterator[Ivcloud]:
+    """A server whose hub lets a stream go soon after its last viewer (0.2 s) and waits up to
+    10 s for a camera to start publishing."""
+    async with running(tmp_path / "data", stream_linger_s=0.2, stream_publisher_wait_s=10) as s:
+        yield s
+
+
+@pytest.fixture
+async def live(hub_server: Ivcloud) -> AsyncIterator[Live]:
+    """A camera on ``hub_server`` and an app user who owns it."""
+    async with live_setup(hub_server) as setup:
+        yield setup
+
+
+async def stop_while_watching(client: Xp2pClient, device_id: str, url: str) -> None:
+    """A player is reading ``url`` when the service stops: its response ends cleanly (the
+    terminating chunk arrives, so httpx finishes without an error, status 200) and what it
+    received decodes."""
+    received = bytearray()
+
+    async def player() -> int:
+        async with httpx.AsyncClient(timeout=30) as http, http.stream("GET", url) as resp:
+            async for chunk in resp.aiter_raw():
+                received.extend(chunk)
+        return resp.status_code
+
+    watching = asyncio.create_task(player())
+    await eventually(lambda: len(received) > 10_000)
+    await client.stop_service(device_id)
+    assert await asyncio.wait_for(watching, 10) == 200
+    assert decode_flv(bytes(received))
 
 
 _RECORDING: list[bytes] = []
@@ -161,6 +200,14 @@ def open_with_pyav(url: str, frames: int) -> list[int | None]:
             if len(clocks) >= frames:
                 break
     return clocks
+
+
+async def watch_live(url: str, frames: int) -> None:
+    """A player decodes ``frames`` live pictures from ``url``, every one captured while it
+    was watching (burnt-in clocks between the request and the end)."""
+    since = now_ms()
+    clocks = await asyncio.to_thread(open_with_pyav, url, frames)
+    check_clocks(clocks, since_ms=since, until_ms=now_ms())
 
 
 def decode_flv(data: bytes) -> list[int | None]:

@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from structlog.testing import capture_logs
 
@@ -31,53 +30,27 @@ from ivcloud.client.app_sdk import AppClient
 from ivcloud.client.p2p import AppPeer
 from ivcloud.client.xp2p import Xp2pClient
 from ivcloud.client.xp2p_errors import Xp2pError, Xp2pInfoError
-from ivcloud.device import CameraSimulator
 from ivcloud.protocol import xp2p_errors as codes
 from tests import p2p_support, turn_server
-from tests.api.test_push import give_user
-from tests.appclient import create_app, make_user
-from tests.client.xp2p_support import DEVICE_ST, LIVE, decode_flv, open_with_pyav, tone
-from tests.helpers import poll, provision
-from tests.media.hub_support import LIGHT_VIDEO, Live, check_clocks, live_setup, now_ms, running
+from tests.client import xp2p_support
+from tests.client.xp2p_support import (
+    DEVICE_ST,
+    LIVE,
+    open_with_pyav,
+    stop_while_watching,
+    tone,
+    watch_live,
+)
+from tests.helpers import poll
+from tests.media.hub_support import Live, camera, live_setup, running
 from tests.p2p_support import eventually
 from tests.turn_server import SECRET, Coturn
 
-loopback_ice = p2p_support.loopback_ice  # fixtures, used by name
+# fixtures, used by name
+loopback_ice = p2p_support.loopback_ice
 coturn = turn_server.coturn
+hub_server, live = xp2p_support.hub_server, xp2p_support.live
 pytestmark = pytest.mark.usefixtures("loopback_ice")
-
-
-@pytest.fixture
-async def hub_server(tmp_path: Path) -> AsyncIterator[Ivcloud]:
-    async with running(tmp_path / "data", stream_linger_s=0.2, stream_publisher_wait_s=10) as s:
-        yield s
-
-
-@pytest.fixture
-async def live(hub_server: Ivcloud) -> AsyncIterator[Live]:
-    async with live_setup(hub_server) as setup:
-        yield setup
-
-
-@contextlib.asynccontextmanager
-async def online_camera(server: Ivcloud, live: Live) -> AsyncIterator[CameraSimulator]:
-    """The simulated camera (light 320x240@10 streams, no SD recording), online."""
-    assert server.endpoints is not None
-    sim = CameraSimulator(
-        host=server.endpoints.mqtt_host,
-        port=server.endpoints.mqtt_port,
-        product_id=live.device.product_id,
-        device_name=live.device.device_name,
-        secret=live.device.secret,
-        reconnect_first=0.1,
-        video_overrides=LIGHT_VIDEO,
-        record=False,
-    )
-    try:
-        assert await sim.start(wait_online=10)
-        yield sim
-    finally:
-        await sim.stop()
 
 
 @contextlib.asynccontextmanager
@@ -100,12 +73,10 @@ async def sdk(server: Ivcloud, live: Live, **kwargs: Any) -> AsyncIterator[tuple
 async def test_a_player_decodes_live_video_through_the_proxy_and_commands_answer(
     hub_server: Ivcloud, live: Live
 ) -> None:
-    async with online_camera(hub_server, live), sdk(hub_server, live) as (client, info):
+    async with camera(hub_server, live.device), sdk(hub_server, live) as (client, info):
         await client.start_service(live.device_id, info)
         url = client.delegate_http_flv(live.device_id) + LIVE
-        since = now_ms()
-        clocks = await asyncio.to_thread(open_with_pyav, url, 10)
-        check_clocks(clocks, since_ms=since, until_ms=now_ms())
+        await watch_live(url, 10)
         assert client.chosen_path(live.device_id) in ("direct", "hub")  # whoever won
         reply = json.loads(await client.send_command(live.device_id, DEVICE_ST))
         assert reply[0]["status"] == "0"
@@ -121,12 +92,10 @@ async def test_a_player_decodes_live_video_through_the_proxy_and_commands_answer
 
 
 async def test_the_hub_alone(hub_server: Ivcloud, live: Live) -> None:
-    async with online_camera(hub_server, live) as sim, sdk(hub_server, live) as (client, info):
+    async with camera(hub_server, live.device) as sim, sdk(hub_server, live) as (client, info):
         await client.start_service(live.device_id, info, paths=("hub",))
         url = client.delegate_http_flv(live.device_id) + LIVE
-        since = now_ms()
-        clocks = await asyncio.to_thread(open_with_pyav, url, 10)
-        check_clocks(clocks, since_ms=since, until_ms=now_ms())
+        await watch_live(url, 10)
         assert client.chosen_path(live.device_id) == "hub"
         assert hub_server.hub.stats().publishes == 1 and not sim.p2p.sessions
         # Without a tunnel, commands are relayed by the cloud (IvcloudXp2pCommand).
@@ -135,15 +104,13 @@ async def test_the_hub_alone(hub_server: Ivcloud, live: Live) -> None:
 
 
 async def test_p2p_alone_with_talk_and_stop_service(hub_server: Ivcloud, live: Live) -> None:
-    async with online_camera(hub_server, live) as sim, sdk(hub_server, live) as (client, info):
+    async with camera(hub_server, live.device) as sim, sdk(hub_server, live) as (client, info):
         await client.start_service(live.device_id, info, paths=("p2p",))
         assert await client.wait_p2p(live.device_id) == "direct"
         assert client.chosen_path(live.device_id) == "direct"
         assert len(sim.p2p.sessions) == 1
         url = client.delegate_http_flv(live.device_id) + LIVE
-        since = now_ms()
-        clocks = await asyncio.to_thread(open_with_pyav, url, 10)
-        check_clocks(clocks, since_ms=since, until_ms=now_ms())
+        await watch_live(url, 10)
         assert hub_server.hub.stats().publishes == 0  # P2P only: the hub never asked
         reply = json.loads(await client.send_command(live.device_id, DEVICE_ST))
         assert reply == [{"status": "0", "appConnectNum": "1"}]
@@ -157,19 +124,7 @@ async def test_p2p_alone_with_talk_and_stop_service(hub_server: Ivcloud, live: L
         assert all(frame[:2] == b"\xff\xf1" for frame in sim.talk_frames)  # ADTS AAC
         # A player is watching when the service stops: its response ends, the device's
         # P2P session closes.
-        received = bytearray()
-
-        async def player() -> int:
-            async with httpx.AsyncClient(timeout=30) as http, http.stream("GET", url) as resp:
-                async for chunk in resp.aiter_raw():
-                    received.extend(chunk)
-            return resp.status_code
-
-        watching = asyncio.create_task(player())
-        await eventually(lambda: len(received) > 10_000)
-        await client.stop_service(live.device_id)
-        assert await asyncio.wait_for(watching, 10) == 200
-        assert decode_flv(bytes(received))
+        await stop_while_watching(client, live.device_id, url)
         await eventually(lambda: not sim.p2p.sessions)
 
 
@@ -177,7 +132,7 @@ async def test_relay_only_ice_goes_through_turn(tmp_path: Path, coturn: Coturn) 
     async with (
         running(tmp_path / "data", turn_urls=[coturn.url()], turn_secret=SECRET) as server,
         live_setup(server) as live,
-        online_camera(server, live),
+        camera(server, live.device),
         sdk(
             server,
             live,
@@ -196,17 +151,13 @@ async def test_relay_only_ice_goes_through_turn(tmp_path: Path, coturn: Coturn) 
 
 
 async def test_another_users_device_is_no_permission(hub_server: Ivcloud, live: Live) -> None:
-    assert hub_server.endpoints is not None
-    base = hub_server.endpoints.http_url
-    async with httpx.AsyncClient(base_url=base + "/api/console/v1") as admin:
-        admin.headers["Authorization"] = f"Bearer {hub_server.admin_token}"
-        theirs = await provision(admin, "camera", "camera", "cam02")
-        creds = await create_app(admin, theirs.product_id)
-        owner_id, _ = await make_user(hub_server, creds, "owner2")
-        await give_user(hub_server, owner_id, theirs)
-    async with online_camera(hub_server, live), sdk(hub_server, live) as (client, info):
+    async with (
+        live_setup(hub_server, "cam02") as theirs,
+        camera(hub_server, live.device),
+        sdk(hub_server, live) as (client, info),
+    ):
         with capture_logs() as logs, pytest.raises(Xp2pInfoError) as refused:
-            await client.start_service(f"{theirs.product_id}/cam02", info)
+            await client.start_service(theirs.device_id, info)
         assert refused.value.code == codes.XP2P_ERR_GET_XP2PINFO
         assert refused.value.api_code == "InvalidParameterValue.NoPermission"
         assert logs[-1]["event"] == (
@@ -229,7 +180,7 @@ async def test_the_cli_prints_a_playable_url_and_the_chosen_path(
     }  # what `ivcloud app-user login` saves
     (data_dir / "app-session.json").write_text(json.dumps(session))
     ivcloud = str(Path(sys.executable).parent / "ivcloud")
-    async with online_camera(hub_server, live), sdk(hub_server, live):  # info reported
+    async with camera(hub_server, live.device), sdk(hub_server, live):  # info reported
         relay = await asyncio.create_subprocess_exec(
             ivcloud, "app-user", "xp2p-command", live.device_id, DEVICE_ST,
             "--data-dir", str(data_dir), stdout=PIPE, stderr=PIPE,

@@ -178,16 +178,7 @@ async def test_action_round_trip(
     assert action["actionId"] == "blink"
     assert action["params"] == {"times": 3}
     assert isinstance(action["timestamp"], int)
-    await dev.up(
-        "action",
-        {
-            "method": "action_reply",
-            "clientToken": action["clientToken"],
-            "code": 0,
-            "status": "done",
-            "response": {"done": 1},
-        },
-    )
+    await dev.reply_action(action, {"done": 1}, "done")
     resp = await call
     assert resp.status_code == 200
     assert resp.json() == {
@@ -245,27 +236,9 @@ async def test_device_cannot_answer_another_devices_action(
         )
         action = await dev.down("action")
         # The intruder learns the token somehow and answers on its own topic: ignored.
-        await other.up(
-            "action",
-            {
-                "method": "action_reply",
-                "clientToken": action["clientToken"],
-                "code": 0,
-                "status": "forged",
-                "response": {"done": 0},
-            },
-        )
+        await other.reply_action(action, {"done": 0}, "forged")
         # A round trip on the intruder's connection proves the forgery was processed first.
         await other.request("property", {"method": "get_status", "clientToken": "sync"})
-        await dev.up(
-            "action",
-            {
-                "method": "action_reply",
-                "clientToken": action["clientToken"],
-                "code": 0,
-                "status": "real",
-                "response": {"done": 1},
-            },
-        )
+        await dev.reply_action(action, {"done": 1}, "real")
         resp = await call
     assert resp.json()["Status"] == "real"

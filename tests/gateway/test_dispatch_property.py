@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from ivcloud.app import Ivcloud
+from tests.gateway_kit import device_doc
 from tests.helpers import Provisioned, provision
 from tests.rawdevice import RawDevice, device_for
 
@@ -24,9 +25,7 @@ async def dev(server: Ivcloud, lock: Provisioned) -> AsyncIterator[RawDevice]:
 
 
 async def properties(admin: httpx.AsyncClient, lock: Provisioned) -> dict[str, object]:
-    resp = await admin.get(f"/products/{lock.product_id}/devices/{lock.device_name}")
-    assert resp.status_code == 200
-    props: dict[str, object] = resp.json()["Properties"]
+    props: dict[str, object] = (await device_doc(admin, lock))["Properties"]
     return props
 
 
@@ -238,8 +237,7 @@ async def test_report_info_is_stored(
         "code": 0,
         "status": "success",
     }
-    resp = await admin.get(f"/products/{lock.product_id}/devices/{lock.device_name}")
-    body = resp.json()
+    body = await device_doc(admin, lock)
     assert body["FirmwareVersion"] == "1.0.3"
     assert body["DeviceInfo"]["device_label"] == {"manufacturer": "acme"}
 

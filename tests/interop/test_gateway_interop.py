@@ -7,11 +7,6 @@ Same set-up as ``test_tencent_sdk.py`` (separate venv, subprocess, JSON lines); 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +17,7 @@ from ivcloud.app import Ivcloud
 from tests.appclient import AppApiClient, create_app, make_user, ok_data
 from tests.gateway_kit import device_doc, provision_gateway, provision_subs
 from tests.helpers import Provisioned, poll
-from tests.interop.test_tencent_sdk import DRIVER_TIMEOUT_S, DriverProcess, interop_python
+from tests.interop.test_tencent_sdk import base_cfg, run_driver
 
 pytestmark = pytest.mark.interop
 
@@ -31,50 +26,9 @@ REPORT = {"power_switch": 1, "brightness": 42, "temperature": 21.5}
 CONTROL = {"brightness": 77}
 
 
-@asynccontextmanager
-async def run_gateway_driver(cfg: dict[str, Any], tmp_path: Path) -> AsyncIterator[DriverProcess]:
-    python = interop_python()
-    stderr_path = tmp_path / "driver.stderr"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    with stderr_path.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            str(python),
-            "-I",
-            str(DRIVER),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-            env=env,
-        )
-    assert proc.stdin is not None
-    proc.stdin.write(json.dumps({"timeout": DRIVER_TIMEOUT_S, **cfg}).encode())
-    await proc.stdin.drain()
-    proc.stdin.close()
-    driver = DriverProcess(proc, stderr_path)
-    try:
-        yield driver
-    finally:
-        if proc.returncode is None:
-            with suppress(ProcessLookupError):
-                proc.kill()
-            await proc.wait()
-
-
 def _cfg(server: Ivcloud, gw: Provisioned, sub: Provisioned) -> dict[str, Any]:
-    assert server.endpoints is not None
-    return {
-        "host": server.endpoints.mqtt_host,
-        "port": server.endpoints.mqtt_port,
-        "product_id": gw.product_id,
-        "device_name": gw.device_name,
-        "secret": gw.secret,
-        "sub": {
-            "product_id": sub.product_id,
-            "device_name": sub.device_name,
-            "secret": sub.secret,
-        },
-        "step_timeout": 10,
-    }
+    sub_cfg = {"product_id": sub.product_id, "device_name": sub.device_name, "secret": sub.secret}
+    return {**base_cfg(server, gw.product_id, gw.device_name, gw.secret), "sub": sub_cfg}
 
 
 async def test_official_sdk_gateway_binds_reports_and_is_controlled(
@@ -112,7 +66,7 @@ async def test_official_sdk_gateway_binds_reports_and_is_controlled(
         {"do": "offline"},
         {"do": "unbind"},
     ]
-    async with run_gateway_driver(cfg, tmp_path) as drv:
+    async with run_driver(cfg, tmp_path, DRIVER) as drv:
         assert (await drv.expect("connack"))["rc"] == 0
         init = await drv.expect("gateway_init")
         assert init["granted"] in (0, 1), drv.transcript()

@@ -22,7 +22,8 @@ import httpx
 import pytest
 
 from ivcloud.app import Ivcloud
-from tests.helpers import provision
+from tests.gateway_kit import device_doc
+from tests.helpers import Provisioned, poll, provision
 
 pytestmark = pytest.mark.interop
 
@@ -208,7 +209,11 @@ class DriverProcess:
 
 
 @asynccontextmanager
-async def run_driver(cfg: dict[str, Any], tmp_path: Path) -> AsyncIterator[DriverProcess]:
+async def run_driver(
+    cfg: dict[str, Any], tmp_path: Path, script: Path = DRIVER
+) -> AsyncIterator[DriverProcess]:
+    """``script`` (this module's device driver, or another on the same stdin / JSON-lines
+    contract, e.g. the gateway's) in the interop venv, configured with ``cfg``."""
     python = interop_python()
     stderr_path = tmp_path / "driver.stderr"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -216,7 +221,7 @@ async def run_driver(cfg: dict[str, Any], tmp_path: Path) -> AsyncIterator[Drive
         proc = await asyncio.create_subprocess_exec(
             str(python),
             "-I",  # isolated: only .venv-interop's site-packages (paho 1.5.1), no ivcloud
-            str(DRIVER),
+            str(script),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
@@ -236,7 +241,7 @@ async def run_driver(cfg: dict[str, Any], tmp_path: Path) -> AsyncIterator[Drive
             await proc.wait()
 
 
-def _base_cfg(server: Ivcloud, product_id: str, device_name: str, secret: str) -> dict[str, Any]:
+def base_cfg(server: Ivcloud, product_id: str, device_name: str, secret: str) -> dict[str, Any]:
     assert server.endpoints is not None
     return {
         "host": server.endpoints.mqtt_host,
@@ -248,18 +253,8 @@ def _base_cfg(server: Ivcloud, product_id: str, device_name: str, secret: str) -
     }
 
 
-async def _device(admin: httpx.AsyncClient, pid: str, dn: str) -> dict[str, Any]:
-    resp = await admin.get(f"/products/{pid}/devices/{dn}")
-    assert resp.status_code == 200, resp.text
-    return resp.json()  # type: ignore[no-any-return]
-
-
-async def _wait_online(admin: httpx.AsyncClient, pid: str, dn: str, online: int) -> None:
-    for _ in range(50):
-        if (await _device(admin, pid, dn))["Online"] == online:
-            return
-        await asyncio.sleep(0.1)
-    assert (await _device(admin, pid, dn))["Online"] == online
+async def _wait_online(admin: httpx.AsyncClient, dev: Provisioned, online: int) -> None:
+    await poll(lambda: device_doc(admin, dev), lambda d: d["Online"] == online, deadline_s=5.0)
 
 
 REPORT = {"power_switch": 1, "brightness": 42, "color": 2, "temperature": 21.5, "label": "hall"}
@@ -282,7 +277,7 @@ async def test_tencent_sdk_data_template_roundtrip(
     assert resp.status_code == 200, resp.text
     exported = resp.json()
 
-    cfg = _base_cfg(server, pid, dn, dev.secret)
+    cfg = base_cfg(server, pid, dn, dev.secret)
     cfg["thing_model"] = exported
     cfg["steps"] = [
         {"do": "subscribe"},
@@ -311,7 +306,7 @@ async def test_tencent_sdk_data_template_roundtrip(
 
         sub = await drv.expect("subscribed")
         assert all(q in (0, 1) for q in sub["granted"]), f"SUBACK refused: {sub['granted']}"
-        await _wait_online(admin, pid, dn, 1)
+        await _wait_online(admin, dev, 1)
 
         setup = await drv.expect("template_setup")
         assert setup["rc"] == 0, drv.transcript()
@@ -329,7 +324,7 @@ async def test_tencent_sdk_data_template_roundtrip(
             assert bad["code"] == 406, drv.transcript()
             assert bad["status"] == "checkReportData fail"
 
-        props = (await _device(admin, pid, dn))["Properties"]
+        props = (await device_doc(admin, dev))["Properties"]
         assert {k: v["Value"] for k, v in props.items()} == REPORT
 
         await drv.expect("waiting", what="control")
@@ -403,7 +398,7 @@ async def test_tencent_sdk_data_template_roundtrip(
         assert await drv.until_exit() == 0, drv.transcript()
         assert not drv.seen("unexpected_connection")
 
-    await _wait_online(admin, pid, dn, 0)
+    await _wait_online(admin, dev, 0)
 
 
 async def test_tencent_sdk_wrong_secret_is_refused(
@@ -412,7 +407,7 @@ async def test_tencent_sdk_wrong_secret_is_refused(
     dev = await provision(admin, model="camera", category="camera", device_name="sdk_dev2")
     wrong = base64.b64encode(b"not the real key").decode()
     assert wrong != dev.secret
-    cfg = _base_cfg(server, dev.product_id, dev.device_name, wrong)
+    cfg = base_cfg(server, dev.product_id, dev.device_name, wrong)
     cfg["step_timeout"] = 3
     async with run_driver(cfg, tmp_path) as drv:
         connack = await drv.expect("connack")
@@ -422,7 +417,7 @@ async def test_tencent_sdk_wrong_secret_is_refused(
         assert not drv.seen("connected")
         errors = drv.seen("error")
         assert errors and "not connected" in errors[0]["error"], drv.transcript()
-    assert (await _device(admin, dev.product_id, dev.device_name))["Online"] == 0
+    assert (await device_doc(admin, dev))["Online"] == 0
 
 
 async def test_tencent_sdk_sample_control_reply_gets_no_answer(
@@ -434,7 +429,7 @@ async def test_tencent_sdk_sample_control_reply_gets_no_answer(
     it publishes ``{"code":0,"clientToken":null,"status":"\\u0000"}``.  That is a reply: the
     cloud must not answer it (spec §3.1), or sample-based firmware loops forever."""
     dev = await provision(admin, model="camera", category="camera", device_name="sdk_dev3")
-    cfg = _base_cfg(server, dev.product_id, dev.device_name, dev.secret)
+    cfg = base_cfg(server, dev.product_id, dev.device_name, dev.secret)
     cfg["steps"] = [
         {"do": "subscribe"},
         {"do": "control_reply"},

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Self
 
 import structlog
 
+from ivcloud.closing import ClosesOnExit
 from ivcloud.protocol.p2p_channel import (
     MAX_CHUNK,
     Accepted,
@@ -35,8 +36,6 @@ from ivcloud.protocol.p2p_channel import (
 )
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from aiortc import RTCDataChannel
 
 __all__ = [
@@ -79,7 +78,7 @@ class P2PStreamError(P2PError):
     """A stream ended abnormally: the device reported a failure, or broke the framing."""
 
 
-class P2PStream:
+class P2PStream(ClosesOnExit):
     """An open byte stream (FLV for ``ipc.flv`` requests). Async-iterate it; ``aclose()``
     (or leaving ``async with``) cancels it on the device. ``buffered`` bytes wait for the
     reader; the device never has more than ``window`` bytes unread in flight."""
@@ -155,19 +154,8 @@ class P2PStream:
             self._finish()
         self._chunks.clear()
 
-    async def __aenter__(self) -> Self:
-        return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-
-class VoiceUpload:
+class VoiceUpload(ClosesOnExit):
     """An accepted talk upload: each :meth:`write` is delivered to the device's sink as one
     message (one audio frame, at most ``MAX_CHUNK`` bytes). :meth:`aclose` ends it."""
 
@@ -204,17 +192,6 @@ class VoiceUpload:
             self._client._voices.pop(self.id, None)
             with contextlib.suppress(P2PClosed):  # a closed session ended it anyway
                 self._client._send_bytes(encode_data(self.id, b"", end=True))
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 class ChannelClient:

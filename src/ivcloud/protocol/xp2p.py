@@ -38,6 +38,7 @@ from typing import cast
 from urllib.parse import unquote_to_bytes
 
 from ivcloud.protocol.jsontext import BadJson, loads_strict
+from ivcloud.protocol.xp2p_types import *  # noqa: F403
 from ivcloud.protocol.xp2p_types import (
     INNER_COMMANDS,
     MAX_CHANNEL,
@@ -47,11 +48,6 @@ from ivcloud.protocol.xp2p_types import (
     MAX_USER_ARGS,
     MIN_PLAYBACK_SECONDS,
     QUALITY_RES_TYPES,
-    ST_ACCEPT,
-    ST_BAD_REQUEST,
-    ST_REFUSE,
-    ST_TOO_MANY,
-    ST_UNSUPPORTED,
     BadRequest,
     CallType,
     DeviceStQuery,
@@ -68,7 +64,6 @@ from ivcloud.protocol.xp2p_types import (
     Quality,
     RecordIndexQuery,
     Request,
-    ResType,
     SeekQuery,
     StreamInfo,
     StreamType,
@@ -77,47 +72,13 @@ from ivcloud.protocol.xp2p_types import (
     UserDefine,
     VoiceRequest,
     Xp2pRequestError,
-    res_type_for,
 )
+from ivcloud.protocol.xp2p_types import __all__ as __all__
 
-__all__ = [
-    "INNER_COMMANDS",
-    "MAX_CHANNEL",
-    "MAX_REQUEST_CHARS",
-    "MAX_USER_ARGS",
-    "MIN_PLAYBACK_SECONDS",
-    "ST_ACCEPT",
-    "ST_BAD_REQUEST",
-    "ST_REFUSE",
-    "ST_TOO_MANY",
-    "ST_UNSUPPORTED",
-    "BadRequest",
-    "DeviceStQuery",
-    "DownloadRequest",
-    "FileListQuery",
-    "InnerDefine",
-    "InnerParams",
-    "LianLianCommand",
-    "LiveRequest",
-    "MonthQuery",
-    "NoParams",
-    "NvrListQuery",
-    "PlaybackRequest",
-    "Quality",
-    "RecordIndexQuery",
-    "Request",
-    "ResType",
-    "SeekQuery",
-    "StreamInfo",
-    "TalkFormat",
-    "Unsupported",
-    "UserDefine",
-    "VoiceRequest",
-    "Xp2pRequestError",
-    "parse_lianlian",
-    "parse_request",
-    "res_type_for",
-]
+# The whole vocabulary is re-exported so callers name types and parser from one module; its
+# list of names lives only in xp2p_types (the star import binds them, importing that module's
+# ``__all__`` under its own name is how mypy learns they are exported from here too).
+__all__ = [*__all__, "parse_lianlian", "parse_request"]
 
 _KEY = re.compile(r"[A-Za-z0-9_.\-]{1,32}")
 _URL_SAFE = re.compile(r"(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})*")

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from ivcloud.app import Ivcloud
+from tests.api.appapi.family_support import FAMILY_DEVICE_FIELDS
 from tests.appclient import AppApiClient, AppCreds, create_app, error_code, make_user, ok_data
 from tests.helpers import Provisioned, provision_custom
 from tests.models import SENSOR_MODEL
@@ -115,19 +116,7 @@ async def test_family_device_list_fields_rooms_and_paging(
     data = ok_data(await home.call("AppGetFamilyDeviceList", FamilyId=home.family_id, RoomId=""))
     assert data["Total"] == 2
     first = data["DeviceList"][0]
-    assert set(first) == {
-        "DeviceId",
-        "ProductId",
-        "DeviceName",
-        "AliasName",
-        "UserID",
-        "FamilyId",
-        "RoomId",
-        "IconUrl",
-        "DeviceType",
-        "CreateTime",
-        "UpdateTime",
-    }
+    assert set(first) == FAMILY_DEVICE_FIELDS
     assert first["DeviceId"] == home.device_id
     assert first["AliasName"] == "Sensor"
     assert first["UserID"] == home.user_id
@@ -238,16 +227,7 @@ async def test_call_action_sync(home: Home, dev: RawDevice) -> None:
     )
     action = await dev.down("action")
     assert action["params"] == {"times": 2}
-    await dev.up(
-        "action",
-        {
-            "method": "action_reply",
-            "clientToken": action["clientToken"],
-            "code": 0,
-            "status": "ok",
-            "response": {"done": 1},
-        },
-    )
+    await dev.reply_action(action, {"done": 1})
     data = ok_data(await call)
     assert data["ClientToken"] == action["clientToken"]
     assert data["Status"] == "succ"
@@ -282,16 +262,7 @@ async def test_call_action_async_returns_at_once(home: Home, dev: RawDevice) -> 
     action = await dev.down("action")
     assert action["actionId"] == "blink"
     assert action["clientToken"] == data["ClientToken"]  # the app can match the reply push
-    await dev.up(
-        "action",
-        {
-            "method": "action_reply",
-            "clientToken": action["clientToken"],
-            "code": 0,
-            "status": "ok",
-            "response": {"done": 1},
-        },
-    )
+    await dev.reply_action(action, {"done": 1})
     assert (
         error_code(await home.call("AppCallDeviceActionAsync", **home.dev, ActionId="nope"))
         == "InvalidParameterValue"

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 
 from ivcloud.app import Ivcloud
 from ivcloud.store.schema_app import ShareToken
+from tests.api.appapi.family_support import FAMILY_LIST_FIELDS
 from tests.appclient import AppApiClient, AppCreds, create_app, error_code, make_user, ok_data
 
 
@@ -52,16 +53,7 @@ async def test_family_crud(alice: User) -> None:
     data = ok_data(await alice.call("AppGetFamilyList", Offset=0, Limit=100))
     assert data["Total"] == 1
     [item] = data["FamilyList"]
-    assert set(item) == {
-        "FamilyId",
-        "FamilyName",
-        "FamilyType",
-        "Address",
-        "RoomsNum",
-        "Role",
-        "CreateTime",
-        "UpdateTime",
-    }
+    assert set(item) == FAMILY_LIST_FIELDS
     assert (item["FamilyId"], item["FamilyName"], item["Role"], item["RoomsNum"]) == (
         family_id,
         "Home",

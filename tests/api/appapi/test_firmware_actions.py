@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from ivcloud.app import Ivcloud
 from ivcloud.store.schema import OtaJob
+from tests.api.appapi.family_support import household
 from tests.appclient import AppApiClient, create_app, error_code, make_user, ok_data
 from tests.helpers import Provisioned, poll, provision
 from tests.rawdevice import RawDevice, device_for
@@ -62,20 +63,8 @@ class World:
 @pytest.fixture
 async def w(server: Ivcloud, admin: httpx.AsyncClient, appclient: httpx.AsyncClient) -> World:
     dev = await provision(admin, "camera", "camera", "cam1")
-    creds = await create_app(admin, dev.product_id)
-    client = AppApiClient(appclient, creds)
-    ids: dict[str, str] = {}
-    tokens: dict[str, str] = {}
-    for name in ("alice", "bob", "carol", "dave"):
-        ids[name], tokens[name] = await make_user(server, creds, name)
-    family = ok_data(await client.tokenapi(tokens["alice"], "AppCreateFamily", Name="home"))[
-        "Data"
-    ]["FamilyId"]
-    alice = await server.users.get(ids["alice"])
-    rec = await server.devices.get(dev.product_id, dev.device_name)
-    await server.families.bind_device(alice, family, "0", rec)
-    invite = ok_data(await client.tokenapi(tokens["alice"], "AppInviteMember", FamilyId=family))
-    ok_data(await client.tokenapi(tokens["dave"], "AppJoinFamily", ShareToken=invite["ShareToken"]))
+    h = await household(server, admin, appclient, dev)
+    client, tokens, family = h.client, h.tokens, h.family
     share = ok_data(
         await client.tokenapi(
             tokens["alice"],

@@ -14,13 +14,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -34,10 +30,10 @@ from websockets.sync.client import connect as ws_connect
 from ivcloud.api.appapi.actions import build_registry
 from ivcloud.protocol.appapi import sign
 from ivcloud.protocol.push import SERVER_ERROR_MESSAGE
+from tests.api.serve_support import serve
 from tests.models import SENSOR_MODEL
 from tests.rawdevice import RawDevice
 
-IVCLOUD = str(Path(sys.executable).parent / "ivcloud")
 BASE = "/api/exploreropen"
 SIGN_ACTIONS = build_registry().names("sign")
 TOKEN_ACTIONS = build_registry().names("token")
@@ -203,35 +199,17 @@ def ensure_state(live: Live) -> None:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    data_dir = tmp_path_factory.mktemp("appfuzz")
-    env = {
-        **os.environ,
-        "IVCLOUD_LOG_LEVEL": "error",
-        "IVCLOUD_MQTT_WS_PORT": "0",
+    cheap_passwords = {
         "IVCLOUD_PASSWORD_HASH_TIME_COST": "1",
         "IVCLOUD_PASSWORD_HASH_MEMORY_KIB": "8",
         "IVCLOUD_PASSWORD_HASH_PARALLELISM": "1",
     }
-    proc = subprocess.Popen(  # noqa: S603 - our own console script
-        [IVCLOUD, "serve", "--data-dir", str(data_dir), "--http-port", "0", "--mqtt-port", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        info = data_dir / "server.json"
-        deadline = time.monotonic() + 30
-        while not info.exists():
-            assert proc.poll() is None, "ivcloud serve exited"
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(0.05)
-        endpoints = json.loads(info.read_text())
-        url = endpoints["http_url"]
-        admin_token = (data_dir / "admin-token").read_text().strip()
+    with serve(tmp_path_factory.mktemp("appfuzz"), **cheap_passwords) as served:
+        url, endpoints = served.url, served.endpoints
         with httpx.Client(
             base_url=url + "/api/console/v1",
             timeout=30,
-            headers={"Authorization": f"Bearer {admin_token}"},
+            headers={"Authorization": f"Bearer {served.admin_token}"},
         ) as admin:
             resp = admin.post("/products", json={"Name": "fuzz", "Category": "watch"})
             assert resp.status_code == 201, resp.text
@@ -260,9 +238,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             )
             ensure_state(state)  # logs in, creates the family, binds d1 through MQTT
             yield state
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 # --- strategies ------------------------------------------------------------------------------
@@ -412,6 +387,16 @@ def after(live: Live, action: object, doc: dict[str, Any]) -> None:
         ensure_state(live)
 
 
+def exchange(live: Live, path: str, body: dict[str, Any], action: object) -> None:
+    """POST ``body`` to ``path`` (``action``: the Action it asks for, in the body or the
+    URL): the answer is the §1.5 envelope echoing the RequestId, and the shared state is put
+    back if the call may have changed it."""
+    raw = encode(body)
+    doc = post(live, path, raw)
+    assert_echoed(body.get("RequestId"), raw, doc)
+    after(live, action, doc)
+
+
 # --- the properties ----------------------------------------------------------------------------
 
 
@@ -465,10 +450,7 @@ def test_appapi_random_actions_and_params(live: Live) -> None:
             body["Signature"] = sign(live.app_secret, body)
         elif signature == "bogus":
             body["Signature"] = "AAAAAAAAAAAAAAAAAAAAAAAAAAA="
-        raw = encode(body)
-        doc = post(live, path, raw)
-        assert_echoed(body.get("RequestId"), raw, doc)
-        after(live, action, doc)
+        exchange(live, path, body, action)
 
     check()
 
@@ -491,10 +473,7 @@ def test_tokenapi_random_actions_and_params(live: Live) -> None:
         body = {"Action": action, "RequestId": request_id, **params, "AccessToken": token}
         query = "?" + urlencode({"uin": "u_1", "cmd": action})
         path = BASE + "/tokenapi" + {"plain": "", "slash": "/", "query": query}[variant]
-        raw = encode(body)
-        doc = post(live, path, raw)
-        assert_echoed(body.get("RequestId"), raw, doc)
-        after(live, action, doc)
+        exchange(live, path, body, action)
 
     check()
 

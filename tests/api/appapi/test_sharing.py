@@ -13,6 +13,7 @@ from sqlalchemy import update
 
 from ivcloud.app import Ivcloud
 from ivcloud.store.schema_app import ShareToken
+from tests.api.appapi.family_support import household
 from tests.appclient import AppApiClient, create_app, error_code, make_user, ok_data
 from tests.helpers import Provisioned, provision
 from tests.rawdevice import device_for
@@ -61,21 +62,8 @@ class World:
 @pytest.fixture
 async def w(server: Ivcloud, admin: httpx.AsyncClient, appclient: httpx.AsyncClient) -> World:
     dev = await provision(admin, "lock-video", "lock", "dev1")
-    creds = await create_app(admin, dev.product_id)
-    client = AppApiClient(appclient, creds)
-    ids: dict[str, str] = {}
-    tokens: dict[str, str] = {}
-    for name in ("alice", "bob", "carol", "dave"):
-        ids[name], tokens[name] = await make_user(server, creds, name)
-    family = ok_data(await client.tokenapi(tokens["alice"], "AppCreateFamily", Name="home"))[
-        "Data"
-    ]["FamilyId"]
-    alice = await server.users.get(ids["alice"])
-    rec = await server.devices.get(dev.product_id, dev.device_name)
-    await server.families.bind_device(alice, family, "0", rec, alias="front door")
-    invite = ok_data(await client.tokenapi(tokens["alice"], "AppInviteMember", FamilyId=family))
-    ok_data(await client.tokenapi(tokens["dave"], "AppJoinFamily", ShareToken=invite["ShareToken"]))
-    return World(server, client, dev, ids, tokens, family)
+    h = await household(server, admin, appclient, dev, alias="front door")
+    return World(server, h.client, dev, h.ids, h.tokens, h.family)
 
 
 async def test_share_journey(w: World) -> None:

@@ -25,6 +25,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from ivcloud.app import Ivcloud
 from ivcloud.protocol.appapi import sign
+from tests.api.appapi.family_support import FAMILY_DEVICE_FIELDS, FAMILY_LIST_FIELDS
 from tests.appclient import AppCreds, create_app, make_user
 from tests.helpers import Provisioned, poll, provision_custom
 from tests.models import SENSOR_MODEL
@@ -213,16 +214,7 @@ async def test_sdk_app_get_family_list(home: Home) -> None:
     assert data["RequestId"] == "bbAJADA@pb"
     assert data["Total"] == 1
     [family] = data["FamilyList"]
-    assert set(family) == {
-        "FamilyId",
-        "FamilyName",
-        "FamilyType",
-        "Address",
-        "RoomsNum",
-        "Role",
-        "CreateTime",
-        "UpdateTime",
-    }
+    assert set(family) == FAMILY_LIST_FIELDS
     assert (family["FamilyId"], family["FamilyName"], family["Role"]) == (home.family_id, "Home", 1)
 
 
@@ -233,19 +225,7 @@ async def test_sdk_app_get_family_device_list(home: Home) -> None:
     assert data["Total"] == 2
     assert [d["DeviceId"] for d in data["DeviceList"]] == [f"{home.pid}/dev1", f"{home.pid}/dev2"]
     for device in data["DeviceList"]:
-        assert set(device) == {
-            "DeviceId",
-            "ProductId",
-            "DeviceName",
-            "AliasName",
-            "UserID",
-            "FamilyId",
-            "RoomId",
-            "IconUrl",
-            "DeviceType",
-            "CreateTime",
-            "UpdateTime",
-        }
+        assert set(device) == FAMILY_DEVICE_FIELDS
         assert device["ProductId"] == home.pid
         assert device["FamilyId"] == home.family_id
         assert device["UserID"] == home.user_id

@@ -19,9 +19,9 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from types import TracebackType
 from typing import Self
 
+from ivcloud.closing import ClosesOnExit
 from ivcloud.device.av.audio import AudioCodec, AudioEncoder, AudioProfile, EncodedAudio
 from ivcloud.device.av.video import EncodedVideo, VideoEncoder, VideoProfile
 
@@ -46,7 +46,7 @@ class _AudioTrack:
         return (self.k + 1) * self.period
 
 
-class LiveSource:
+class LiveSource(ClosesOnExit):
     """Async iterator of :class:`EncodedVideo` and :class:`EncodedAudio` in capture order
     (video first on ties). One consumer at a time; :meth:`force_keyframe` and
     :meth:`aclose` may be called from any task.
@@ -118,17 +118,6 @@ class LiveSource:
             self.video.close()
         for track in self._audio:
             track.encoder.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- iteration ------------------------------------------------------------------------
 
