@@ -33,26 +33,31 @@ def serve(data_dir: Path, **settings: str) -> Iterator[Served]:
     """The console script on free ports (never 1883), errors-only logs, ``settings``
     (``IVCLOUD_*`` variables) added to its environment; stopped (SIGTERM) on exit."""
     env = {**os.environ, "IVCLOUD_LOG_LEVEL": "error", "IVCLOUD_MQTT_WS_PORT": "0", **settings}
-    proc = subprocess.Popen(  # noqa: S603 - our own console script
-        [IVCLOUD, "serve", "--data-dir", str(data_dir), "--http-port", "0", "--mqtt-port", "0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    errors = data_dir / "serve.stderr"
+    with errors.open("wb") as stderr:
+        proc = subprocess.Popen(  # noqa: S603 - our own console script
+            [IVCLOUD, "serve", "--data-dir", str(data_dir), "--http-port", "0", "--mqtt-port", "0"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
-        endpoints = _endpoints(proc, data_dir / "server.json")
+        endpoints = _endpoints(proc, data_dir / "server.json", errors)
         yield Served(endpoints, (data_dir / "admin-token").read_text().strip())
     finally:
         proc.terminate()
         proc.wait(timeout=20)
 
 
-def _endpoints(proc: subprocess.Popen[bytes], info: Path) -> dict[str, Any]:
+def _endpoints(proc: subprocess.Popen[bytes], info: Path, errors: Path) -> dict[str, Any]:
     """``server.json`` once the server has written it whole (it is written in place, so a
     reader can see it empty or cut short first)."""
     deadline = time.monotonic() + 30
     while True:
-        assert proc.poll() is None, "ivcloud serve exited"
+        if proc.poll() is not None:
+            tail = errors.read_text(errors="replace")[-3000:]
+            raise AssertionError(f"ivcloud serve exited ({proc.returncode}):\n{tail}")
         assert time.monotonic() < deadline, "server did not start"
         try:
             endpoints: dict[str, Any] = json.loads(info.read_text())

@@ -31,8 +31,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from ivcloud.api.flv_writer import DirectFlvWriter
-from ivcloud.media.fanout import coalesce
+from ivcloud.api.direct_writer import HTTP_END, DirectWriter, http_body, websocket_message
 from ivcloud.media.hub import (
     CLOSE_BAD_STREAM,
     CLOSE_DEVICE_OFFLINE,
@@ -56,7 +55,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("ivcloud.api.media")
 
-_LIVE_FLV = re.compile("^" + re.escape(LIVE_PREFIX) + r"/([^/]+)/([^/]+)\.flv$")
+_LIVE = re.compile("^" + re.escape(LIVE_PREFIX) + r"/([^/]+)/([^/]+)\.(flv|mp4)$")
 _CLOSE_REASON_MAX = 120  # a close frame's reason is at most 123 bytes
 #: A publisher silent this long is dropped (its viewers end).
 PUBLISH_IDLE_S = 15.0
@@ -161,13 +160,8 @@ class MediaEndpoints:
             uvicorn_log.addFilter(_REDACT)
 
     def routes(self) -> list[BaseRoute]:
-        """The WebSocket routes (HTTP-FLV is served by :meth:`edge`)."""
-        live = LIVE_PREFIX + "/{product_id}/{device_name}"
-        return [
-            WebSocketRoute(live + ".flv", self.ws_flv),
-            WebSocketRoute(live + ".mp4", self.ws_mp4),
-            WebSocketRoute(PUBLISH_PREFIX + "/{product_id}/{device_name}", self.publish),
-        ]
+        """The publisher's WebSocket route (viewers are served by :meth:`edge`)."""
+        return [WebSocketRoute(PUBLISH_PREFIX + "/{product_id}/{device_name}", self.publish)]
 
     # -- authorization ----------------------------------------------------------------------
 
@@ -187,24 +181,29 @@ class MediaEndpoints:
     # -- HTTP-FLV ---------------------------------------------------------------------------
 
     def edge(self, fallback: ASGIApp) -> ASGIApp:
-        """``GET``/``HEAD …/{D}.flv`` straight to :meth:`http_flv`, everything else to
-        ``fallback``. HTTP-FLV bypasses Starlette's routing and middleware on purpose: each
-        of its ``send`` calls (one per write, per viewer, many times a second) would
-        otherwise pass through every middleware's ``send`` wrapper."""
+        """Viewer URLs (``GET``/``HEAD …/{D}.flv``, WebSocket ``…/{D}.flv`` and ``.mp4``)
+        straight to their handlers, everything else to ``fallback``. Viewers bypass
+        Starlette's routing and middleware on purpose: their writes (one per viewer per
+        video frame, see :mod:`ivcloud.api.direct_writer`) go to the server's own ``send``,
+        not through every middleware's ``send`` wrapper."""
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http":
-                matched = _LIVE_FLV.match(scope["path"])
-                if matched is not None:
-                    if scope["method"] not in ("GET", "HEAD"):
-                        await _http_reply(
-                            send, 405, _json_error("UnsupportedOperation", "GET or HEAD only")
-                        )
-                        return
-                    params = {"product_id": matched[1], "device_name": matched[2]}
-                    await self.http_flv({**scope, "path_params": params}, receive, send)
-                    return
-            await fallback(scope, receive, send)
+            kind = scope["type"]
+            matched = _LIVE.match(scope["path"]) if kind in ("http", "websocket") else None
+            if matched is None or (kind == "http" and matched[3] != "flv"):
+                await fallback(scope, receive, send)
+                return
+            params = {"product_id": matched[1], "device_name": matched[2]}
+            scope = {**scope, "path_params": params}
+            if kind == "websocket":
+                fmt: ViewerKind = "flv" if matched[3] == "flv" else "mp4"
+                await self.ws_viewer(WebSocket(scope, receive, send), fmt, send)
+            elif scope["method"] in ("GET", "HEAD"):
+                await self.http_flv(scope, receive, send)
+            else:
+                await _http_reply(
+                    send, 405, _json_error("UnsupportedOperation", "GET or HEAD only")
+                )
 
         return app
 
@@ -235,7 +234,7 @@ class MediaEndpoints:
         if gone.done() and not gone.cancelled():
             hub.close_viewer(session)
             return
-        writer = DirectFlvWriter(session, send)
+        writer = DirectWriter(session, send, http_body, HTTP_END)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _FLV_HEADERS})
             writer.start()
@@ -250,13 +249,8 @@ class MediaEndpoints:
 
     # -- WebSocket viewers ------------------------------------------------------------------
 
-    async def ws_flv(self, ws: WebSocket) -> None:
-        await self._ws_viewer(ws, "flv")
-
-    async def ws_mp4(self, ws: WebSocket) -> None:
-        await self._ws_viewer(ws, "mp4")
-
-    async def _ws_viewer(self, ws: WebSocket, fmt: ViewerKind) -> None:
+    async def ws_viewer(self, ws: WebSocket, fmt: ViewerKind, send: Send) -> None:
+        """A WebSocket viewer; ``send`` is the server's own, for :class:`DirectWriter`."""
         try:
             rec, key = await self.authorize(ws.path_params, fmt, ws.query_params)
         except Denied:
@@ -278,26 +272,20 @@ class MediaEndpoints:
         if gone.done() and not gone.cancelled():
             hub.close_viewer(session)
             return
+        writer = DirectWriter(session, send, websocket_message, None)
         try:
+            writer.start()
             await _race(
-                _task(self._ws_write(ws, session)),
+                _task(writer.finished.wait()),
                 _task(_ws_closed(ws)),
                 _task(session.aborted.wait()),
             )
         finally:
+            writer.close()
             hub.close_viewer(session)
         viewer = session.viewer
         if viewer.ended and not session.aborted.is_set():
             await _close(ws, viewer.end_code, viewer.end_reason)
-
-    @staticmethod
-    async def _ws_write(ws: WebSocket, session: ViewerSession) -> None:
-        while (items := await session.next_batch()) is not None:
-            for piece in coalesce(items):
-                if isinstance(piece, str):
-                    await ws.send_text(piece)
-                else:
-                    await ws.send_bytes(piece)
 
     # -- publisher --------------------------------------------------------------------------
 

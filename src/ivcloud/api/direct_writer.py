@@ -1,14 +1,16 @@
-"""HTTP-FLV viewers written from the stream's fan-out itself, not from a task per viewer.
+"""Hub viewers written from the stream's fan-out itself, not from a task per viewer.
 
 Why: on a fast network a hub viewer costs what its writes cost, and with a writer task per
 viewer every video frame meant, per viewer, a future resolved, a task scheduled and run, and
 only then the socket write. Node-based relays (node-media-server) write every subscriber from
-one loop over them; :class:`DirectFlvWriter` does the same: when the stream offers a viewer
-an urgent item, the viewer's ``wake`` drains its backlog into ASGI ``send`` calls right there,
-inside the publisher's task.
+one loop over them; :class:`DirectWriter` does the same: when the stream offers a viewer an
+urgent item, the viewer's ``wake`` drains its backlog into ASGI ``send`` calls right there,
+inside the publisher's task. It serves HTTP-FLV (response body chunks) and the WebSocket
+viewers (``websocket.send`` messages) alike: only the message an item becomes differs.
 
-uvicorn's ``send`` for a response body completes without suspending unless the transport is
-paused by flow control (the client is not reading fast enough). The writer therefore steps
+uvicorn's ``send`` (for a response body, and for a WebSocket message on either of its
+WebSocket implementations) completes without suspending unless the transport is paused by
+flow control (the client is not reading fast enough). The writer therefore steps
 each ``send`` coroutine by hand: finished at once is the common case; if it suspends, the
 coroutine is finished in a task (the same await protocol a Task uses), and that task keeps
 draining the backlog until it is empty, while new items just queue (bounded by the viewer's
@@ -19,27 +21,51 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import structlog
 from starlette.types import Message, Send
 
-from ivcloud.media.fanout import coalesce
+from ivcloud.media.fanout import Item, coalesce
 from ivcloud.media.hub import ViewerSession
 
 log = structlog.get_logger("ivcloud.api.media")
 
 
-class DirectFlvWriter:
-    """Writes ``session``'s items as HTTP chunks from wherever they are offered.
+#: The ASGI message one coalesced item becomes.
+ToMessage = Callable[[Item], Message]
 
-    ``finished`` is set once the stream ended and everything was written (the response is
-    then complete), or when a write failed. :meth:`close` stops writing (the viewer left)."""
 
-    def __init__(self, session: ViewerSession, send: Send) -> None:
+def http_body(piece: Item) -> Message:
+    body = piece.encode() if isinstance(piece, str) else piece
+    return {"type": "http.response.body", "body": body, "more_body": True}
+
+
+#: The end of an HTTP-FLV response (the final empty chunk).
+HTTP_END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def websocket_message(piece: Item) -> Message:
+    if isinstance(piece, str):
+        return {"type": "websocket.send", "text": piece}
+    return {"type": "websocket.send", "bytes": piece}
+
+
+class DirectWriter:
+    """Writes ``session``'s items from wherever they are offered, each coalesced piece as
+    ``to_message(piece)``; when the stream has ended and all is written, ``last`` (if any).
+
+    ``finished`` is set then, or when a write failed. :meth:`close` stops writing (the
+    viewer left)."""
+
+    def __init__(
+        self, session: ViewerSession, send: Send, to_message: ToMessage, last: Message | None
+    ) -> None:
         self._session = session
         self._send = send
+        self._to_message = to_message
+        self._last = last
         self._blocked: asyncio.Task[None] | None = None
         self._closed = False
         self.finished = asyncio.Event()
@@ -70,18 +96,16 @@ class DirectFlvWriter:
                 if viewer.ended:
                     self._write_last()
                 return
-            pieces = coalesce(items)
-            for index, piece in enumerate(pieces):
-                body = piece.encode() if isinstance(piece, str) else piece
-                message = {"type": "http.response.body", "body": body, "more_body": True}
-                if not self._step(message, pieces[index + 1 :]):
+            messages = [self._to_message(piece) for piece in coalesce(items)]
+            for index, message in enumerate(messages):
+                if not self._step(message, messages[index + 1 :], last=False):
                     return
 
     def _write_last(self) -> None:
-        if self._step({"type": "http.response.body", "body": b"", "more_body": False}, ()):
+        if self._last is None or self._step(self._last, [], last=True):
             self.finished.set()
 
-    def _step(self, message: Message, rest: Any) -> bool:
+    def _step(self, message: Message, rest: list[Message], *, last: bool) -> bool:
         """Run ``send(message)`` as far as it goes without waiting. True when it completed;
         False when it is waiting for the client (a task finishes it, then writes ``rest``
         and everything queued meanwhile) or failed (the writer is finished)."""
@@ -94,21 +118,20 @@ class DirectFlvWriter:
             self._fail(exc)
             return False
         self._blocked = asyncio.get_running_loop().create_task(
-            self._finish(coro, yielded, list(rest), message["more_body"])
+            self._finish(coro, yielded, rest, last)
         )
         return False
 
     async def _finish(
-        self, coro: Generator[Any, None, None], yielded: Any, rest: list[Any], more: bool
+        self, coro: Generator[Any, None, None], yielded: Any, rest: list[Message], last: bool
     ) -> None:
         try:
             await _resume(coro, yielded)
-            if not more:
+            if last:
                 self.finished.set()
                 return
-            for piece in rest:
-                body = piece.encode() if isinstance(piece, str) else piece
-                await self._send({"type": "http.response.body", "body": body, "more_body": True})
+            for message in rest:
+                await self._send(message)
         except asyncio.CancelledError:
             coro.close()
             raise
@@ -120,7 +143,7 @@ class DirectFlvWriter:
         self._drain()
 
     def _fail(self, exc: Exception) -> None:
-        log.info("flv_viewer_write_failed", stream=str(self._session.key), error=str(exc))
+        log.info("viewer_write_failed", stream=str(self._session.key), error=str(exc))
         self._closed = True
         self.finished.set()
 
