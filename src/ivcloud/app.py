@@ -26,6 +26,7 @@ from ivcloud.media.stun_server import StunServer
 from ivcloud.protocol.cs_urls import CsUrls
 from ivcloud.protocol.p2p_signal import WEBRTC_CLOSED
 from ivcloud.services.access import AccessService
+from ivcloud.services.account_cancel import AccountCancellation
 from ivcloud.services.accounts import build_accounts
 from ivcloud.services.app_binding import AppBindingService
 from ivcloud.services.app_graph import AppGraph
@@ -37,8 +38,12 @@ from ivcloud.services.cloud_storage_retention import CloudStorageRetention
 from ivcloud.services.control import ControlService
 from ivcloud.services.devices import DeviceService
 from ivcloud.services.families import FamilyService
+from ivcloud.services.feedback import FeedbackService
 from ivcloud.services.gateways import GatewayService
+from ivcloud.services.global_config import GlobalConfigService
 from ivcloud.services.ice import IceService, public_stun_host, stun_url
+from ivcloud.services.message_feed import DeviceEventFeed
+from ivcloud.services.messages import MessageLimits, MessageService
 from ivcloud.services.ota import OtaService
 from ivcloud.services.p2p_sessions import P2PSessionService
 from ivcloud.services.ports import DownlinkRef, SystemClock
@@ -47,9 +52,11 @@ from ivcloud.services.rtc_calls import RtcCallService, TrtcConfig
 from ivcloud.services.sharing import SharingService
 from ivcloud.services.streams import StreamService
 from ivcloud.services.telemetry import Telemetry
+from ivcloud.services.user_settings import UserSettingsService
 from ivcloud.services.users import UserService
 from ivcloud.services.video_signal import VideoSignalService
 from ivcloud.services.writer import BatchWriter
+from ivcloud.services.xg_tokens import XgTokenService
 from ivcloud.store.db import WalCheckpointer, create_engine, migrate, session_factory
 from ivcloud.store.objects import LocalObjectStore
 
@@ -147,7 +154,31 @@ class Ivcloud:
         )
         self.bus.listen("device.binding", self.app_binding.on_binding_changed)
         self.sharing = SharingService(self.sessions, self.access, self.clock, self.graph)
+        # (messages) the message centre: invitations, device alerts/faults, maker notices
+        self.messages = MessageService(
+            self.sessions,
+            self.apps,
+            self.clock,
+            MessageLimits(
+                retention_days=settings.message_retention_days,
+                max_per_user=settings.message_max_per_user,
+                interval_s=settings.message_cleanup_interval_s,
+            ),
+        )
+        self.sharing.on_invite = self.families.on_invite = self.messages.add_invitation
+        self.message_feed = DeviceEventFeed(
+            self.messages, self.sessions, self.devices, self.apps, self.graph, self.clock
+        )
+        self.bus.listen("device.event", self.message_feed.on_bus_event)
         self.push = PushHub(self.bus, self.users, self.access, self.clock)
+        # (user extras) settings, XG tokens, feedback, global config, account cancellation
+        self.user_settings = UserSettingsService(self.sessions, self.clock)
+        self.xg_tokens = XgTokenService(self.sessions, self.clock)
+        self.feedback = FeedbackService(self.sessions, self.clock)
+        self.global_config = GlobalConfigService(self.sessions, self.clock)
+        self.account_cancel = AccountCancellation(
+            self.sessions, self.users, self.families, self.graph, self.bus
+        )
         self.control = ControlService(
             self.sessions,
             self.products,
@@ -282,6 +313,8 @@ class Ivcloud:
         await self.devices.reset_presence()
         await self.devices.warm_cache()
         self.writer.start()
+        self.message_feed.start()
+        self.messages.start()
         await self.gateway.start(s.host, s.mqtt_port, ws_port=s.mqtt_ws_port)
         if s.stun_port is not None:
             await self.stun.start(s.stun_host or s.host, s.stun_port)
@@ -338,6 +371,8 @@ class Ivcloud:
         await self.cs_retention.stop()
         await self.gateway.stop()
         await self.writer.stop()
+        await self.message_feed.stop()
+        await self.messages.stop()
         await self.checkpointer.stop()
         await self.engine.dispose()
         (self.settings.data_dir / "server.json").unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+import ivcloud.cli_app_extras  # adds `app config …` and `app feedback`
 import ivcloud.cli_xp2p  # noqa: F401  (adds `app-user watch` and `app-user xp2p-command`)
 from ivcloud.cli_app_user import app_user_app
 from ivcloud.cli_apps import apps_app

@@ -66,3 +66,18 @@ def app_unlink(
         data_dir, server, lambda c: c.request("DELETE", f"/apps/{app_id}/products/{product_id}")
     )
     emit(res, as_json, "app")
+
+
+@apps_app.command("notify")
+def app_notify(
+    app_id: str,
+    title: str = typer.Option(..., "--title", help="Message title (1-128 characters)."),
+    content: str = typer.Option(..., "--content", help="Message text (1-1024 characters)."),
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    server: Server = None,
+    as_json: AsJson = False,
+) -> None:
+    """Send a notice to every user of an app (their message centre, Category 3)."""
+    body = {"Title": title, "Content": content}
+    res = call(data_dir, server, lambda c: c.request("POST", f"/apps/{app_id}/messages", json=body))
+    emit(res, as_json, "notice")

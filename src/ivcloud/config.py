@@ -203,6 +203,16 @@ class Settings(BaseSettings):
     cloud_storage_cleanup_interval_s: float = Field(
         default=3600.0, gt=0, description="How often expired clips are removed."
     )
+    # -- message centre (AppGetMessages; docs/app-api.md "Message centre") ----------------
+    message_retention_days: int = Field(
+        default=30, ge=1, le=3650, description="App messages older than this are removed."
+    )
+    message_max_per_user: int = Field(
+        default=500, ge=10, le=100_000, description="Newest messages kept per user."
+    )
+    message_cleanup_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often old and surplus messages are removed."
+    )
 
     @field_validator("cloud_storage_timezone")
     @classmethod

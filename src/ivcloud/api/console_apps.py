@@ -19,6 +19,14 @@ class AppIn(BaseModel):
     Name: str = Field(min_length=1, max_length=64)
 
 
+class NoticeIn(BaseModel):
+    """A maker notice for every user of an app (their message centre, Category 3)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    Title: str = Field(min_length=1, max_length=128)
+    Content: str = Field(min_length=1, max_length=1024)
+
+
 def apps_router(instance: Ivcloud) -> APIRouter:
     router = APIRouter(dependencies=[Depends(admin_guard(instance))], tags=["apps"])
     apps = instance.apps
@@ -47,5 +55,10 @@ def apps_router(instance: Ivcloud) -> APIRouter:
     @router.delete("/apps/{app_id}/products/{product_id}")
     async def unlink(app_id: str, product_id: str) -> dict[str, Any]:
         return (await apps.unlink_product(app_id, product_id)).to_api()
+
+    @router.post("/apps/{app_id}/messages", status_code=201)
+    async def notify(app_id: str, body: NoticeIn) -> dict[str, Any]:
+        users = await instance.messages.notify_app(app_id, body.Title, body.Content)
+        return {"AppId": app_id, "Users": users}
 
     return router

@@ -16,6 +16,7 @@ from ivcloud.api.appapi.router import AppApiEndpoints, edge
 from ivcloud.api.cloud_storage import cloud_storage_routes
 from ivcloud.api.console import console_router
 from ivcloud.api.console_apps import apps_router
+from ivcloud.api.console_user_extras import user_extras_router
 from ivcloud.api.firmware_files import firmware_router
 from ivcloud.api.media import MediaEndpoints
 
@@ -35,6 +36,7 @@ def build_http_app(instance: Ivcloud, *, url_key: bytes) -> ASGIApp:
     errors.install(app)
     app.include_router(console_router(instance), prefix="/api/console/v1")
     app.include_router(apps_router(instance), prefix="/api/console/v1")
+    app.include_router(user_extras_router(instance), prefix="/api/console/v1")
     app.include_router(firmware_router(instance, url_key))
     app.router.routes.extend(instance.push.routes())  # App API long connection
     app.router.routes.extend(cloud_storage_routes(instance))  # device uploads + playback

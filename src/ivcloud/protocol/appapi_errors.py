@@ -49,6 +49,7 @@ __all__ = [
     "INVALID_PARAMETER",
     "INVALID_PARAMETER_VALUE",
     "INVALID_SHARE_DEVICE_TOKEN",
+    "MSG_ID_INVALID",
     "NO_PERMISSION",
     "PHONE_NUMBER_INVALID",
     "READ_TOKEN_INFO_ERROR",
@@ -93,6 +94,8 @@ APP_NO_PERMISSION_TO_STUDIO_PRODUCT: Final[str] = (
 )
 FAILED_OPERATION: Final[str] = "FailedOperation"
 DEVICE_INFO_OUTDATED: Final[str] = "FailedOperation.DeviceInfoOutdated"
+#: ``AppDeleteMessage`` (DOC 1081/40795): a malformed, unknown or other user's ``MsgID``.
+MSG_ID_INVALID: Final[str] = "InvalidParameterValue.MsgIDInvalid"
 
 # --- defined here (spec: UNCONFIRMED; see the module docstring) --------------------------------
 SIGNATURE_FAILURE: Final[str] = "AuthFailure.SignatureFailure"

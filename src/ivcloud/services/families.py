@@ -30,6 +30,7 @@ from ivcloud.services.family_types import (
     TokenExpired,
     TokenNotExist,
 )
+from ivcloud.services.messages import Invitation, InviteHook
 from ivcloud.services.ports import Bus, Clock
 from ivcloud.services.share_tokens import add_share_token
 from ivcloud.services.users import UserInfo
@@ -79,6 +80,8 @@ class FamilyService:
         self._devices = devices
         self._clock = clock
         self._bus = bus
+        #: The message centre's hook: an in-app invite also becomes the invitee's message.
+        self.on_invite: InviteHook | None = None
 
     def _announce(self, product_id: str, device_name: str, bound: bool, family_id: str) -> None:
         self._bus.publish(
@@ -327,7 +330,7 @@ class FamilyService:
         (in-app invite) the recipient must be a user of the same app."""
         await self._access.require_family(user, family_id, admin=True)
         async with self._graph.writing(self._sessions) as s:
-            return await add_share_token(
+            token, expires_ms = await add_share_token(
                 s,
                 kind="family",
                 sender=user,
@@ -336,6 +339,9 @@ class FamilyService:
                 ttl_ms=INVITE_TTL_MS,
                 to_user_id=to_user_id,
             )
+            if to_user_id is not None and self.on_invite is not None:
+                await self.on_invite(s, Invitation("family", user, to_user_id, family_id, token))
+            return token, expires_ms
 
     async def join(self, user: UserInfo, token: str) -> str:
         """Join the family of an invitation; joining a family twice is a no-op.  Returns

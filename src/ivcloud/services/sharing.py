@@ -24,6 +24,7 @@ from ivcloud.services.access import ROLE_ADMIN, Access, AccessService
 from ivcloud.services.app_graph import AppGraph
 from ivcloud.services.devices import DeviceRecord
 from ivcloud.services.errors import Conflict, Forbidden, InvalidInput, NotFound
+from ivcloud.services.messages import Invitation, InviteHook
 from ivcloud.services.ports import Clock
 from ivcloud.services.share_tokens import add_share_token
 from ivcloud.services.users import UserInfo
@@ -54,6 +55,8 @@ class SharingService:
         self._graph = graph
         self._access = access
         self._clock = clock
+        #: The message centre's hook: an in-app invite also becomes the invitee's message.
+        self.on_invite: InviteHook | None = None
 
     # --- issuing -------------------------------------------------------------------------
 
@@ -87,7 +90,7 @@ class SharingService:
         if to_user_id == user.user_id:
             raise InvalidInput("a device cannot be shared with oneself")
         async with self._graph.writing(self._sessions) as s:
-            return await add_share_token(
+            token, expires_ms = await add_share_token(
                 s,
                 kind="device",
                 sender=user,
@@ -98,6 +101,10 @@ class SharingService:
                 device_id=rec.id,
                 context=context,
             )
+            if to_user_id is not None and self.on_invite is not None:
+                invite = Invitation("device", user, to_user_id, device_family, token, rec.id)
+                await self.on_invite(s, invite)
+            return token, expires_ms
 
     # --- redeeming -----------------------------------------------------------------------
 

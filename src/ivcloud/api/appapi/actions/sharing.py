@@ -3,7 +3,8 @@
 
 ``AppSendShareDeviceInvite`` records an invitation addressed to ``ToUserID`` (a one-shot share
 token only that user can accept) and also returns it as ``ShareDeviceToken`` (an ivcloud
-addition) so the sender's app can deliver it; there is no in-app message centre yet."""
+addition) so the sender's app can deliver it another way; the invitee also finds it in the
+message centre (``AppGetMessages``, Category 3, ``MsgType`` 301)."""
 
 from __future__ import annotations
 
