@@ -57,6 +57,7 @@ class Viewer:
         "queued_bytes",
         "skipped",
         "source",
+        "taken_bytes",
         "waiting",
         "wake",
     )
@@ -83,6 +84,8 @@ class Viewer:
         #: Times the backlog overflowed; items skipped while waiting.
         self.lag_events = 0
         self.skipped = 0
+        #: Bytes handed to the writer, ever.
+        self.taken_bytes = 0
 
     def join(self, start: Sequence[Item]) -> None:
         """Start at once with ``start`` (prelude and cached GOP): the stream had a resume
@@ -122,6 +125,7 @@ class Viewer:
             return None
         item = self.queue.popleft()
         self.queued_bytes -= len(item)
+        self.taken_bytes += len(item)
         self.fresh = False
         return item
 
@@ -131,6 +135,7 @@ class Viewer:
             return []
         items = list(self.queue)
         self.queue.clear()
+        self.taken_bytes += self.queued_bytes
         self.queued_bytes = 0
         self.fresh = False
         return items

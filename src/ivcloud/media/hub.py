@@ -90,7 +90,6 @@ class ViewerSession:
         #: Set at shutdown for writers that did not finish in time: the edge drops the socket.
         self.aborted = asyncio.Event()
         self.demand: StreamDemand | None = None
-        self.sent_bytes = 0
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -106,10 +105,11 @@ class ViewerSession:
 
     def take(self) -> list[Item]:
         """Everything queued for this viewer now (possibly nothing)."""
-        items = self.viewer.pop_all()
-        for item in items:
-            self.sent_bytes += len(item)
-        return items
+        return self.viewer.pop_all()
+
+    @property
+    def sent_bytes(self) -> int:
+        return self.viewer.taken_bytes
 
     async def next_batch(self) -> list[Item] | None:
         """Everything queued for this viewer (at least one item), or None once the stream

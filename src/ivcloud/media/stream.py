@@ -14,11 +14,12 @@ the live tags, so its first picture is a keyframe, available immediately. Every 
 handed the very ``bytes`` object the reader produced (:mod:`ivcloud.media.fanout` bounds
 each viewer's backlog). fMP4 viewers hang off the stream's one :class:`Fmp4Remux`.
 
-Audio tags that fall between video frames (within ``AUDIO_RIDE_MS`` of the last video
-tag's timestamp) are offered as non-urgent: they leave with the next video frame in one
-write (see :mod:`ivcloud.media.fanout`). Audio-only streams, and audio far from any video
-(a stalled or very slow video track), wake the writer at once, so audio is never held
-longer than about one video frame interval.
+Audio tags that arrive between video frames are offered as non-urgent: they leave with
+the next video frame in one write (see :mod:`ivcloud.media.fanout`). At most
+``AUDIO_RIDE_MAX`` audio tags wait in a row: the next one wakes the writer, so a stalled or
+very slow video track holds audio back by at most that many audio frames (≈ 128 ms of AAC
+at 16 kHz), and audio-only streams are never held. The rule goes by arrival order, not by
+timestamps: encoders commonly interleave audio 100–200 ms behind the video it plays with.
 
 Synchronous and socket-free, so the whole fan-out logic is unit-testable; the asyncio glue
 is in :mod:`ivcloud.media.hub`.
@@ -31,12 +32,12 @@ from collections.abc import Callable, Sequence
 from ivcloud.media.fanout import Item, Viewer
 from ivcloud.media.remux import Fmp4Remux
 from ivcloud.protocol.av import FlvReader, FlvTag, flv_header, rewrite_timestamp
-from ivcloud.protocol.av.flv import TAG_AUDIO, TAG_SCRIPT, TAG_VIDEO
+from ivcloud.protocol.av.flv import TAG_AUDIO, TAG_SCRIPT
 from ivcloud.protocol.stream_urls import StreamKey
 
 _TS_OFFSET = 4  # where an FLV tag's timestamp starts
-#: Audio within this many ms of the last video tag rides along with the next video frame.
-AUDIO_RIDE_MS = 100
+#: Audio tags that may wait in a row for the next video frame (see the module docstring).
+AUDIO_RIDE_MAX = 2
 
 
 class Stream:
@@ -58,7 +59,7 @@ class Stream:
         self.flv_viewers: set[Viewer] = set()
         self.mp4_viewers: set[Viewer] = set()
         self.remux: Fmp4Remux | None = None
-        self._last_video_ts: int | None = None
+        self._riding = 0  # audio tags offered non-urgent since the last urgent tag
         # counters
         self.bytes_in = 0
         self.tags_in = 0
@@ -69,7 +70,7 @@ class Stream:
     def begin_publish(self) -> None:
         """A (new) publisher connection: its bytes start with an FLV header."""
         self._reader = FlvReader(max_tag_size=self.max_tag_size)
-        self._last_video_ts = None
+        self._riding = 0
 
     def feed(self, data: bytes) -> None:
         """Publisher bytes, cut anywhere. Raises ``MediaFormatError`` on a broken stream
@@ -113,11 +114,12 @@ class Stream:
             return
         resume = tag.is_video_keyframe or (self.video_config is None and tag.tag_type == TAG_AUDIO)
         self._cache(data, resume)
-        urgent = True
-        if tag.tag_type == TAG_VIDEO:
-            self._last_video_ts = tag.timestamp
-        elif tag.tag_type == TAG_AUDIO and self._last_video_ts is not None:
-            urgent = abs(tag.timestamp - self._last_video_ts) > AUDIO_RIDE_MS
+        urgent = (
+            tag.tag_type != TAG_AUDIO
+            or self.video_config is None
+            or self._riding >= AUDIO_RIDE_MAX
+        )
+        self._riding = 0 if urgent else self._riding + 1
         self._fan_flv(data, resume, urgent)
         remux = self.remux
         if remux is not None and self.mp4_viewers:
