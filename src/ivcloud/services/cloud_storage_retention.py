@@ -9,7 +9,6 @@ Work goes in batches so a first run over a large backlog never holds one long tr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Final
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ivcloud.services.cloud_storage import DAY_MS, CsLimits
 from ivcloud.services.ports import Clock
+from ivcloud.services.sweeps import PeriodicSweep
 from ivcloud.store.objects import ObjectStore
 from ivcloud.store.schema_cloud import CsEvent, CsInit, CsSegment
 
@@ -52,7 +52,9 @@ class CloudStorageRetention:
         self._limits = limits
         self._forget_init = forget_init
         self._interval = interval_s
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = PeriodicSweep(
+            "cloud-storage-cleanup", self.cleanup, lambda: self._interval
+        )
 
     async def _delete(self, key: str) -> None:
         await asyncio.to_thread(self._objects.delete, key)
@@ -113,20 +115,7 @@ class CloudStorageRetention:
 
     def start(self) -> None:
         """Run :meth:`cleanup` now and then every ``interval_s``."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop())
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.cleanup()
-            except Exception:
-                log.exception("cloud_storage_cleanup_failed")
-            await asyncio.sleep(self._interval)
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()

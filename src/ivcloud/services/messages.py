@@ -19,8 +19,6 @@ which runs every ``interval_s``."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -35,6 +33,7 @@ from ivcloud.protocol.appapi_errors import MSG_ID_INVALID
 from ivcloud.services.apps import AppService
 from ivcloud.services.errors import InvalidInput
 from ivcloud.services.ports import Clock
+from ivcloud.services.sweeps import PeriodicSweep
 from ivcloud.services.users import UserInfo
 from ivcloud.store.schema import Device
 from ivcloud.store.schema_app import Family, FamilyDevice, User
@@ -123,7 +122,7 @@ class MessageService:
         self._apps = apps
         self._clock = clock
         self.limits = limits
-        self._task: asyncio.Task[None] | None = None
+        self._sweep = PeriodicSweep("message-cleanup", self.cleanup, lambda: self.limits.interval_s)
 
     def _oldest_kept_ms(self) -> int:
         return self._clock.now_ms() - self.limits.retention_days * DAY_MS
@@ -261,20 +260,7 @@ class MessageService:
 
     def start(self) -> None:
         """Run :meth:`cleanup` now and then every ``interval_s``."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="ivcloud-message-cleanup")
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.cleanup()
-            except Exception:
-                log.exception("message_cleanup_failed")
-            await asyncio.sleep(self.limits.interval_s)
+        self._sweep.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._sweep.stop()
