@@ -314,7 +314,9 @@ async def test_gateway_cannot_speak_for_a_sub_device_it_has_not_brought_online(
         assert results(await g.op(op_doc("offline", sub1))) == [0]
         assert await g.acked(report_for(sub1)) == []
         assert not await server.gateway.publish(sub1.product_id + sub1.device_name, down, b"{}")
-    props = (await device_doc(admin, sub1))["Properties"]
+    # PUBACK comes when the report is queued; it is stored by the next group commit.
+    doc = await poll(lambda: device_doc(admin, sub1), lambda d: bool(d["Properties"]))
+    props = doc["Properties"]
     assert {k: v["Value"] for k, v in props.items()} == {"brightness": 9}  # the one allowed
     assert (await device_doc(admin, sub2))["Properties"] == {}
 
