@@ -46,7 +46,9 @@ def tables(rows: list[dict[str, Any]], counts: list[int]) -> str:
             + " |"
         )
     by = {(r["server"], r["viewers"]): r for r in rows}
-    lines += ["", "| viewers | ivcloud / NMS server CPU | ivcloud / NMS RSS |", "|---|---:|---:|"]
+    if any(r["server"] == "nms" for r in rows):  # no ratio with ivcloud alone (WS-fMP4)
+        lines += ["", "| viewers | ivcloud / NMS server CPU | ivcloud / NMS RSS |"]
+        lines.append("|---|---:|---:|")
     for n in counts:
         a, b = by.get(("ivcloud", n)), by.get(("nms", n))
         if not a or not b:

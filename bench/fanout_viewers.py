@@ -1,18 +1,22 @@
-"""Viewer load of the hub fan-out benchmark: N HTTP-FLV viewers of one URL, in their own
-process, the same code against ivcloud and node-media-server.
+"""Viewer load of the hub fan-out benchmark: N viewers of one URL, in their own process, the
+same code against ivcloud and node-media-server.
 
     fanout_viewers.py --url http://127.0.0.1:P/live/bench.flv --viewers 100 \
-        --warmup 4 --seconds 20 --epoch-ms E --out result.json
+        --warmup 4 --seconds 20 --epoch-ms E --out result.json [--proto http-flv]
 
-Each viewer is an ``asyncio.Protocol`` on a raw socket (no HTTP library: the reader must
-cost little next to the servers on 2 cores): one ``GET``, the status line and headers, the
-chunked transfer coding undone, then FLV tag headers walked — every tag's
+``--proto`` picks the viewer kind: ``http-flv`` (here), ``ws-flv`` and ``ws-mp4``
+(``fanout_ws.py``, over the minimal client of ``ws_client.py``). Each viewer is an
+``asyncio.Protocol`` on a raw socket (no HTTP or WebSocket library: the reader must cost
+little next to the servers on 2 cores). The HTTP-FLV viewer sends one ``GET``, reads the
+status line and headers, undoes the chunked transfer coding, then feeds the body to the FLV
+walker of ``fanout_flv.py`` (WS-FLV feeds it message payloads): every tag's
 PreviousTagSize checked, so a viewer knows it got whole tags of a whole stream. Per viewer
 it counts bytes and tags inside the measured window, video frames, keyframes, sequence
 headers re-sent mid-stream (ivcloud's hub re-sends them when it skips a lagging viewer to
 the next keyframe), video timestamp gaps over 3 frame intervals (frames that never
 arrived), and per video tag the delivery delay: arrival wall time − the tag's due time
-(the publisher stamps tags with ``due − epoch_ms``; same clock, same machine).
+(the publisher stamps tags with ``due − epoch_ms``; same clock, same machine). WebSocket
+viewers also count messages (and, for fMP4, fragments).
 
 Phases (printed as JSON lines with CLOCK_MONOTONIC times so the orchestrator can cut its
 /proc samples): connect all, wait until every viewer has a keyframe (≤ 15 s), warm up,
@@ -25,74 +29,46 @@ import argparse
 import asyncio
 import json
 import statistics
-import struct
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-_TAG = struct.Struct(">IIHB")  # type+size, timestamp (24+8), stream id
-_U32 = struct.Struct(">I")
+from fanout_flv import FlvWalker, ViewerBase, pct
+from fanout_ws import WsFlvViewer, WsMp4Viewer
+
+PROTOS = ("http-flv", "ws-flv", "ws-mp4")
 
 
 def emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, "t": time.monotonic(), **fields}), flush=True)
 
 
-class Viewer(asyncio.Protocol):
-    def __init__(self, request: bytes, epoch_ms: int, frame_ms: float) -> None:
-        self.request = request
-        self.epoch_ms = epoch_ms
-        self.gap_ms = 3 * frame_ms
-        self.transport: Any = None  # uvloop's transports are not asyncio.Transport
+class HttpFlvViewer(FlvWalker):
+    def __init__(self, host: str, port: int, target: str, epoch_ms: int, frame_ms: float) -> None:
+        super().__init__(epoch_ms, frame_ms)
+        self.request = (
+            f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: ivcloud-bench\r\n"
+            "Accept: */*\r\n\r\n"
+        ).encode()
         self.head = bytearray()
         self.status = 0
         self.chunked = False
         self.in_body = False
         self.raw = bytearray()  # body bytes still chunk-encoded
         self.chunk_left = 0  # bytes of the current chunk's data still to read
-        self.flv = bytearray()
-        self.flv_header = False
-        self.error = ""
-        self.closed = asyncio.get_running_loop().create_future()
-        self.keyframe = asyncio.get_running_loop().create_future()
-        # counters
-        self.measuring = False
-        self.bytes_total = 0
-        self.bytes_window = 0
-        self.tags_window = 0
-        self.video_window = 0
-        self.keyframes = 0
-        self.seq_headers = 0
-        self.resyncs = 0
-        self.gaps = 0
-        self.last_video_ts: int | None = None
-        self.delays: list[float] = []
 
     # -- transport --------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
-        transport.write(self.request)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None and not self.error:
-            self.error = f"connection lost: {exc}"
-        if not self.closed.done():
-            self.closed.set_result(None)
-        if not self.keyframe.done():
-            self.keyframe.set_result(False)
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         try:
             self._receive(data)
         except ValueError as exc:
             self.fail(str(exc))
-
-    def fail(self, message: str) -> None:
-        if not self.error:
-            self.error = message
-        if self.transport is not None:
-            self.transport.close()
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -120,7 +96,7 @@ class Viewer(asyncio.Protocol):
         if self.chunked:
             self._dechunk(data)
         else:
-            self._feed_flv(data)
+            self.feed_flv(data)
 
     def _dechunk(self, data: bytes) -> None:
         raw = self.raw
@@ -130,7 +106,7 @@ class Viewer(asyncio.Protocol):
         while pos < n:
             if self.chunk_left > 0:
                 take = min(self.chunk_left, n - pos)
-                self._feed_flv(raw[pos : pos + take])
+                self.feed_flv(raw[pos : pos + take])
                 pos += take
                 self.chunk_left -= take
                 if self.chunk_left == 0:
@@ -156,86 +132,39 @@ class Viewer(asyncio.Protocol):
             self.chunk_left = size
         del raw[:pos]
 
-    # -- FLV --------------------------------------------------------------------------------
 
-    def _feed_flv(self, data: bytes | bytearray) -> None:
-        buf = self.flv
-        buf += data
-        pos = 0
-        n = len(buf)
-        if not self.flv_header:
-            if n < 13:
-                return
-            if bytes(buf[:3]) != b"FLV":
-                raise ValueError("not FLV")
-            pos = _U32.unpack_from(buf, 5)[0] + 4
-            self.flv_header = True
-        now_ms = time.time() * 1000
-        while n - pos >= 11:
-            kind_size, ts_field, _, _ = _TAG.unpack_from(buf, pos)
-            size = kind_size & 0xFFFFFF
-            total = size + 15
-            if n - pos < total:
-                break
-            if _U32.unpack_from(buf, pos + total - 4)[0] != size + 11:
-                raise ValueError("PreviousTagSize mismatch: not a whole tag")
-            self._tag(
-                kind_size >> 24,
-                (ts_field >> 8) | ((ts_field & 0xFF) << 24),
-                buf,
-                pos,
-                total,
-                now_ms,
-            )
-            pos += total
-        del buf[:pos]
-
-    def _tag(self, kind: int, ts: int, buf: bytearray, pos: int, total: int, now_ms: float) -> None:
-        if self.measuring:
-            self.bytes_window += total
-            self.tags_window += 1
-        if kind != 9:
-            return
-        flags, packet_type = buf[pos + 11], buf[pos + 12]
-        if packet_type == 0:  # AVC sequence header
-            self.seq_headers += 1
-            if self.keyframes:  # re-sent mid-stream: the server skipped us to a keyframe
-                self.resyncs += 1
-            return
-        if flags >> 4 == 1:
-            self.keyframes += 1
-            if not self.keyframe.done():
-                self.keyframe.set_result(True)
-        if self.measuring:
-            self.video_window += 1
-            self.delays.append(now_ms - (self.epoch_ms + ts))
-            if self.last_video_ts is not None and ts - self.last_video_ts > self.gap_ms:
-                self.gaps += 1
-        self.last_video_ts = ts
+ViewerFactory = Callable[[str, int, str, int, float], ViewerBase]
+VIEWERS: dict[str, ViewerFactory] = {
+    "http-flv": HttpFlvViewer,
+    "ws-flv": WsFlvViewer,
+    "ws-mp4": WsMp4Viewer,
+}
 
 
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+def extra_stats(per_viewer: list[dict[str, Any]]) -> dict[str, Any]:
+    """Min / median of the per-protocol rates (messages, fragments) the viewers report."""
+    out: dict[str, Any] = {}
+    for key in ("msgs_s", "fragments_s"):
+        values = [p[key] for p in per_viewer if key in p]
+        if values:
+            out[f"{key}_min"] = min(values)
+            out[f"{key}_median"] = statistics.median(values)
+    return out
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     url = urlsplit(args.url)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
+    default_port = 443 if url.scheme in ("https", "wss") else 80
+    host, port = url.hostname or "127.0.0.1", url.port or default_port
     target = url.path + (f"?{url.query}" if url.query else "")
-    request = (
-        f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: ivcloud-bench\r\n"
-        "Accept: */*\r\n\r\n"
-    ).encode()
+    make = VIEWERS[args.proto]
     loop = asyncio.get_running_loop()
-    viewers: list[Viewer] = []
+    viewers: list[ViewerBase] = []
     t_open = time.monotonic()
-    emit("connecting", viewers=args.viewers)
+    emit("connecting", viewers=args.viewers, proto=args.proto)
 
     async def open_one() -> None:
-        viewer = Viewer(request, args.epoch_ms, 1000 / args.fps)
+        viewer = make(host, port, target, args.epoch_ms, 1000 / args.fps)
         viewers.append(viewer)
         try:
             await loop.create_connection(lambda: viewer, host, port)
@@ -260,25 +189,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     t1 = time.monotonic()
     emit("window_end")
     for v in viewers:
-        if v.transport is not None:
-            v.transport.close()
+        v.stop()
     await asyncio.wait([v.closed for v in viewers], timeout=10)
     window = t1 - t0
-    per_viewer = [
-        {
-            "kbit_s": round(v.bytes_window * 8 / window / 1000, 1),
-            "video_fps": round(v.video_window / window, 2),
-            "gaps": v.gaps,
-            "resyncs": v.resyncs,
-            "delay_p50_ms": pct(v.delays, 0.5),
-            "delay_p99_ms": pct(v.delays, 0.99),
-            "error": v.error,
-        }
-        for v in viewers
-    ]
+    per_viewer = [v.summary(window) for v in viewers]
     rates = [p["kbit_s"] for p in per_viewer]
     delays = [d for v in viewers for d in v.delays]
     return {
+        "proto": args.proto,
         "viewers": args.viewers,
         "started": started,
         "connect_to_keyframe_s": round(t_ready - t_open, 3),
@@ -287,6 +205,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "kbit_s_median": statistics.median(rates) if rates else None,
         "kbit_s_max": max(rates) if rates else None,
         "video_fps_min": min(p["video_fps"] for p in per_viewer) if per_viewer else None,
+        **extra_stats(per_viewer),
         "gaps": sum(v.gaps for v in viewers),
         "resyncs": sum(v.resyncs for v in viewers),
         "viewers_with_gaps": sum(1 for v in viewers if v.gaps or v.resyncs),
@@ -304,6 +223,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", required=True)
+    ap.add_argument("--proto", choices=PROTOS, default="http-flv")
     ap.add_argument("--viewers", type=int, required=True)
     ap.add_argument("--warmup", type=float, default=4.0)
     ap.add_argument("--seconds", type=float, default=20.0)

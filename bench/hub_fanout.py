@@ -1,10 +1,13 @@
 """Hub fan-out benchmark (issue §7, DESIGN §5: "hub fan-out CPU per viewer no worse than
 node-media-server's in the same run"): one 2 Mbit/s H.264 + AAC stream to 1 / 10 / 100
-HTTP-FLV viewers, through ivcloud's stream hub and through node-media-server, same
-recording, same viewer code, same run.
+viewers, through ivcloud's stream hub and through node-media-server, same recording, same
+viewer code, same run. ``--proto`` picks the viewers: ``http-flv`` (default), ``ws-flv``
+(both servers, WebSocket) or ``ws-mp4`` (ivcloud's WS-fMP4 only: NMS has no fMP4, so the
+figures are absolute, no ratio).
 
     .venv/bin/python bench/hub_fanout.py                       # 1, 10, 100 viewers, 20 s each
     .venv/bin/python bench/hub_fanout.py --viewers 1,10,100 --seconds 20 --wait-quiet 120
+    .venv/bin/python bench/hub_fanout.py --proto ws-flv
 
 Steps (all bounded in time):
 
@@ -14,15 +17,16 @@ Steps (all bounded in time):
    ports, ``stream_linger_s`` 300 so the upload survives between windows), a publisher
    process that is a real device over MQTT answering ``stream_push_start`` by replaying the
    recording into the signed publish WebSocket (``fanout_publisher.py ivcloud``); the viewer
-   URL is minted with ``IvcloudDescribeStreamUrls``;
-3. node-media-server 4.4.3 (``bench/nms``, ``npm ci`` first) on free ports, a publisher process
-   replaying the same recording over WS-FLV (``fanout_publisher.py nms``);
+   URL (``FlvUrl``, ``WsFlvUrl`` or ``WsMp4Url``) is minted with ``IvcloudDescribeStreamUrls``;
+3. (not for ``ws-mp4``) node-media-server 4.4.3 (``bench/nms``, ``npm ci`` first) on free
+   ports, a publisher process replaying the same recording over WS-FLV (``fanout_publisher.py
+   nms``); its viewers open ``http://`` or ``ws://…/live/bench.flv`` (same port, NMS 4);
 4. for each viewer count: ``fanout_viewers.py`` (own process) against ivcloud, then against
    NMS: connect, wait for a keyframe, warm up, measure ``--seconds``; server CPU
    (utime+stime, all threads) and RSS from /proc over exactly that window, with the viewer
    process, the publisher and the rest of the machine;
 5. a window with no viewer (upload only) for each server, the ingest baseline;
-6. print Markdown tables and write ``bench/results/hub_fanout-<UTC>.json``.
+6. print Markdown tables and write ``bench/results/hub_fanout-<UTC>-<proto>.json``.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from device_pipeline import machine_info
 from fanout_media import Tape, recording
 from fanout_report import tables
+from fanout_ws import ws_table
 from live_setup import (
     Camera,
     IvcloudServe,
@@ -64,6 +69,9 @@ NMS_DIR = BENCH_DIR / "nms"
 #: Every process of the run; "other procs" is the machine minus all of them.
 ALL_LABELS = ["ivcloud", "nms", "pub-ivcloud", "pub-nms", "viewers"]
 NODE = shutil.which("node") or "/usr/bin/node"
+PROTOS = ("http-flv", "ws-flv", "ws-mp4")
+#: Which ``IvcloudDescribeStreamUrls`` field each viewer kind opens.
+IVCLOUD_URL_FIELD = {"http-flv": "FlvUrl", "ws-flv": "WsFlvUrl", "ws-mp4": "WsMp4Url"}
 
 
 def app_api(http_url: str, token: str, action: str, **params: Any) -> dict[str, Any]:
@@ -148,6 +156,7 @@ def run_viewers(
 ) -> dict[str, Any]:
     out = work / f"viewers-{label}-{n}.json"
     argv = [sys.executable, str(BENCH_DIR / "fanout_viewers.py"), "--url", url]
+    argv += ["--proto", args.proto]
     argv += ["--viewers", str(n), "--warmup", str(args.warmup), "--seconds", str(args.seconds)]
     argv += ["--epoch-ms", str(epoch_ms), "--fps", "25", "--out", str(out)]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE)  # noqa: S603 - fixed argv
@@ -212,7 +221,7 @@ def profile_ivcloud(
         print("  py-spy not installed (.venv/bin/pip install py-spy); no profile")
         return
     n = max(int(x) for x in args.viewers.split(","))
-    out = RESULTS_DIR / f"hub_fanout-{stamp}-pyspy-ivcloud-{n}.txt"
+    out = RESULTS_DIR / f"hub_fanout-{stamp}-{args.proto}-pyspy-ivcloud-{n}.txt"
     spies: list[subprocess.Popen[bytes]] = []
 
     def start() -> None:
@@ -242,6 +251,12 @@ def idle_window(label: str, server_label: str, seconds: float, sampler: Sampler)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description="ivcloud hub vs node-media-server fan-out")
+    ap.add_argument(
+        "--proto",
+        choices=PROTOS,
+        default="http-flv",
+        help="viewer kind (ws-mp4: ivcloud only, NMS has no fMP4)",
+    )
     ap.add_argument("--viewers", default="1,10,100", help="comma-separated viewer counts")
     ap.add_argument("--seconds", type=float, default=20.0, help="measured window per step")
     ap.add_argument("--warmup", type=float, default=4.0)
@@ -274,6 +289,8 @@ def main() -> None:
     machine["node"] = node_version()
     load = machine["load_average_before"]
     print(f"machine: {machine['nproc']} × {machine['cpu_model']}, load {load}")
+    servers = ["ivcloud"] if args.proto == "ws-mp4" else ["ivcloud", "nms"]
+    print(f"proto: {args.proto}, servers: {', '.join(servers)}")
     rec = recording(
         RESULTS_DIR, width=args.width, height=args.height, fps=args.fps, bitrate=args.bitrate
     )
@@ -290,8 +307,11 @@ def main() -> None:
             work / "data", wrapper=wrapper, stream_linger_s=300, stun_port="off"
         ).start()
         procs.append(server)
-        nms, nms_port = start_nms(work)
-        procs.append(nms)
+        pids = {"ivcloud": server.pid}
+        if "nms" in servers:
+            nms, nms_port = start_nms(work)
+            procs.append(nms)
+            pids["nms"] = nms.pid
         epoch_ms = int(time.time() * 1000)
         pub_ivc = start_publisher(
             work,
@@ -312,46 +332,44 @@ def main() -> None:
         )
         procs.append(pub_ivc)
         server.wait_devices(1)
-        pub_nms = start_publisher(
-            work,
-            "nms",
-            rec,
-            epoch_ms,
-            ["nms", "--url", f"ws://127.0.0.1:{nms_port}/live/bench.flv"],
+        watched = [("ivcloud", server), ("pub-ivcloud", pub_ivc)]
+        ivc_urls = app_api(
+            server.http_url, cam.token, "IvcloudDescribeStreamUrls", DeviceId=cam.device_id
         )
-        procs.append(pub_nms)
-        urls = {
-            "ivcloud": app_api(
-                server.http_url, cam.token, "IvcloudDescribeStreamUrls", DeviceId=cam.device_id
-            )["FlvUrl"],
-            "nms": f"http://127.0.0.1:{nms_port}/live/bench.flv",
-        }
-        for label, proc in (
-            ("ivcloud", server),
-            ("nms", nms),
-            ("pub-ivcloud", pub_ivc),
-            ("pub-nms", pub_nms),
-        ):
+        urls = {"ivcloud": ivc_urls[IVCLOUD_URL_FIELD[args.proto]]}
+        if "nms" in servers:
+            pub_nms = start_publisher(
+                work,
+                "nms",
+                rec,
+                epoch_ms,
+                ["nms", "--url", f"ws://127.0.0.1:{nms_port}/live/bench.flv"],
+            )
+            procs.append(pub_nms)
+            watched += [("nms", nms), ("pub-nms", pub_nms)]
+            # NMS 4 serves HTTP-FLV and WS-FLV of a stream at the same path and port.
+            scheme = "ws" if args.proto == "ws-flv" else "http"
+            urls["nms"] = f"{scheme}://127.0.0.1:{nms_port}/live/bench.flv"
+        for label, proc in watched:
             sampler.watch(label, proc.pid)
         sampler.start()
         for n in counts:
-            for label in ("ivcloud", "nms"):
+            for label in servers:
                 if args.wait_quiet:
                     busy = quiet_wait(args.wait_quiet)
                     print(f"  box busy {busy} % before {label} × {n}")
-                pid = server.pid if label == "ivcloud" else nms.pid
                 result = run_viewers(
-                    work, label, urls[label], n, args, epoch_ms, sampler, split_pid=pid
+                    work, label, urls[label], n, args, epoch_ms, sampler, split_pid=pids[label]
                 )
                 row = measure(label, n, result, sampler, label)
                 rows.append(row)
                 print(
-                    f"  {label:8s} {n:4d} viewers: server {row['server_cpu_pct']} % CPU, "
-                    f"{row['server_rss_mib']} MiB, min {row['kbit_s_min']} kbit/s, "
+                    f"  {label:8s} {n:4d} {args.proto} viewers: server {row['server_cpu_pct']} % "
+                    f"CPU, {row['server_rss_mib']} MiB, min {row['kbit_s_min']} kbit/s, "
                     f"gaps {row['gaps']}, resyncs {row['resyncs']}, errors {len(row['errors'])}, "
                     f"other {row['other_cpu_pct']} %"
                 )
-        for label in ("ivcloud", "nms"):
+        for label in servers:
             rows.append(idle_window(label, label, args.idle_seconds, sampler))
         if args.profile:
             profile_ivcloud(work, server, urls["ivcloud"], args, epoch_ms, sampler, stamp)
@@ -364,11 +382,15 @@ def main() -> None:
             print(f"data kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    table = tables(rows, counts)
+    table = f"proto: {args.proto}\n\n" + tables(rows, counts)
+    if args.proto != "http-flv":
+        table += "\n\n" + ws_table(rows)
     print()
     print(table)
     out = {
         "command": " ".join([".venv/bin/python", "bench/hub_fanout.py", *sys.argv[1:]]),
+        "proto": args.proto,
+        "servers": servers,
         "started_utc": stamp,
         "machine": machine,
         "params": vars(args),
@@ -378,7 +400,7 @@ def main() -> None:
         "table": table,
         "log_tails": logs,
     }
-    name = f"hub_fanout-{stamp}" + (f"-{args.tag}" if args.tag else "")
+    name = f"hub_fanout-{stamp}-{args.proto}" + (f"-{args.tag}" if args.tag else "")
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(out, indent=1))
     print(f"\nresults: {path.relative_to(BENCH_DIR.parent)}")

@@ -199,7 +199,7 @@ def run_viewer(
     """viewer.py inside the viewer namespace: its JSON line, wall time, stderr."""
     argv = [
         "ip", "netns", "exec", world.topo.viewer, sys.executable, str(VIEWER),
-        "--api", API, "--token", token or world.token, "--device", world.device_id,
+        "--api", API, f"--token={token or world.token}", "--device", world.device_id,
         "--mode", mode, "--frames", str(frames), "--timeout", "10",
         "--deadline", str(deadline),
     ]  # fmt: skip
