@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from device_pipeline import machine_info, raise_nofile, source_state
 from launch import (
     BENCH_DIR,
+    RESULTS_DIR,
     OnEvent,
     Proc,
     PySpy,
@@ -55,10 +56,10 @@ from launch import (
     bench_instance,
     quiet_wait,
     run_with_events,
+    write_results,
 )
 from procstat import Sampler
 
-RESULTS_DIR = BENCH_DIR / "results"
 TARGET = {"p99_ms": 20.0, "ratio": 0.5, "users": 1000}
 
 
@@ -557,9 +558,8 @@ def main() -> None:
         "markdown": md,
         "server_log_tail": log_tail,
     }
-    path = RESULTS_DIR / f"{tag}.json"
-    path.write_text(json.dumps(out, indent=1))
-    print(f"\nresults: {path.relative_to(BENCH_DIR.parent)} ({out['wall_seconds']} s)")
+    write_results(tag, out)
+    print(f"({out['wall_seconds']} s)")
 
 
 if __name__ == "__main__":

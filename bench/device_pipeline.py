@@ -43,14 +43,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from launch import BENCH_DIR, OnEvent, PySpy, StrictServe, bench_instance, run_with_events
+from launch import (
+    BENCH_DIR,
+    RESULTS_DIR,
+    OnEvent,
+    PySpy,
+    StrictServe,
+    bench_instance,
+    run_with_events,
+    write_results,
+)
 from procstat import Sampler, find_pid_by_comm, load_average, read_status_kib
 from sqlalchemy import insert
 
 from ivcloud.protocol.credentials import generate_device_secret
 from ivcloud.store.schema import Device
 
-RESULTS_DIR = BENCH_DIR / "results"
 GIT = shutil.which("git")
 PARAMS_PER_REPORT = 2  # battery_percentage + lock_motor_state → 2 history rows per report
 TARGET = {"devices": 10_000, "reports_per_s": 5_000, "p99_ms": 50.0}
@@ -617,9 +625,7 @@ def main() -> None:
         print(table)
     elif mq:
         print(json.dumps({k: mq[k] for k in ("connect", "acked_per_s_window", "latency_ms")}))
-    path = RESULTS_DIR / f"{tag}.json"
-    path.write_text(json.dumps(out, indent=1))
-    print(f"\nresults: {path.relative_to(BENCH_DIR.parent)}")
+    write_results(tag, out)
 
 
 if __name__ == "__main__":

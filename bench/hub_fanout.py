@@ -51,6 +51,7 @@ from device_pipeline import machine_info
 from fanout_media import Tape, recording
 from fanout_report import tables
 from fanout_ws import ws_table
+from launch import RESULTS_DIR, write_results
 from live_setup import (
     Camera,
     IvcloudServe,
@@ -64,7 +65,6 @@ from live_setup import (
 from procstat import Sampler
 
 BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 NMS_DIR = BENCH_DIR / "nms"
 #: Every process of the run; "other procs" is the machine minus all of them.
 ALL_LABELS = ["ivcloud", "nms", "pub-ivcloud", "pub-nms", "viewers"]
@@ -400,10 +400,7 @@ def main() -> None:
         "table": table,
         "log_tails": logs,
     }
-    name = f"hub_fanout-{stamp}-{args.proto}" + (f"-{args.tag}" if args.tag else "")
-    path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(out, indent=1))
-    print(f"\nresults: {path.relative_to(BENCH_DIR.parent)}")
+    write_results(f"hub_fanout-{stamp}-{args.proto}" + (f"-{args.tag}" if args.tag else ""), out)
 
 
 if __name__ == "__main__":

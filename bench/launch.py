@@ -36,6 +36,7 @@ from ivcloud.config import Settings
 from ivcloud.logs import configure
 
 BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
 VENV_BIN = Path(sys.executable).parent
 
 #: ``on_event(name, payload)``: ``("started", pid)`` once the process runs, then each event.
@@ -301,3 +302,12 @@ def quiet_wait(max_s: float, busy_limit: float = 40.0, *, say: bool = False) -> 
             return busy_pct
         if say:
             print(f"[wait-quiet] machine {busy_pct} % busy (of {100 * ncpu}); waiting …")
+
+
+def write_results(name: str, doc: dict[str, Any]) -> Path:
+    """``bench/results/<name>.json`` (git ignores the folder); its path, relative to the
+    repository, is printed."""
+    path = RESULTS_DIR / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=1))
+    print(f"\nresults: {path.relative_to(BENCH_DIR.parent)}")
+    return path

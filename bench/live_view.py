@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import shutil
@@ -50,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
 from device_pipeline import machine_info
+from launch import RESULTS_DIR, write_results
 from live_probe import (
     CHROMIUM_ARGS,
     AppApiFailed,
@@ -64,7 +64,6 @@ from live_setup import Camera, IvcloudServe, camera_sim, cpu_row, percentiles, p
 from procstat import Sampler
 
 BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
 LABELS = ["server", "camera", "client"]
 TARGET = {"ttff_p50_ms": 300.0, "browser_ttff_p50_ms": 1000.0, "glass_p50_ms": 200.0}
 P2P_FILES = ("src/ivcloud/api/appapi/actions/p2p.py", "src/ivcloud/device/av/p2p_agent.py")
@@ -384,10 +383,7 @@ def main() -> None:
         "table": table,
         "log_tails": tails,
     }
-    name = f"live_view-{stamp}" + (f"-{args.tag}" if args.tag else "")
-    path = RESULTS_DIR / f"{name}.json"
-    path.write_text(json.dumps(out, indent=1))
-    print(f"\nresults: {path.relative_to(BENCH_DIR.parent)}")
+    write_results(f"live_view-{stamp}" + (f"-{args.tag}" if args.tag else ""), out)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,11 @@ _VIDEO_OPTIONS = (
 )
 
 
+def _sim_fail(message: str) -> NoReturn:
+    err.print(f"[red]error[/red] {message}")
+    raise typer.Exit(2) from None
+
+
 def video_overrides(values: dict[str, float | None]) -> dict[str, Any]:
     """The ``video_overrides`` for the options given, checked one option at a time against
     every quality profile, so the error names the option at fault (exit code 2)."""
@@ -40,14 +45,8 @@ def video_overrides(values: dict[str, float | None]) -> dict[str, Any]:
         try:
             check_video_overrides(overrides)
         except ValueError as exc:
-            err.print(f"[red]error[/red] {option} {value}: {exc}")
-            raise typer.Exit(2) from None
+            _sim_fail(f"{option} {value}: {exc}")
     return overrides
-
-
-def _sim_fail(message: str) -> NoReturn:
-    err.print(f"[red]error[/red] {message}")
-    raise typer.Exit(2)
 
 
 def sim(
@@ -118,14 +117,8 @@ def sim(
             _sim_fail(f"--retention-hours {retention_hours}: must be a positive number of hours")
         if data_dir is None and not record:
             _sim_fail("--retention-hours needs an SD card: give --data-dir or --record")
-    video: dict[str, Any] = {}
-    if kind in VIDEO_KINDS:
-        video = {
-            "video_overrides": overrides,
-            "data_dir": data_dir,
-            "record": bool(record),
-            "retention_hours": retention_hours,
-        }
+    # Every video option is unset for a kind without a camera (refused above), which is
+    # what run_simulator asks of it.
     asyncio.run(
         run_sim(
             kind,
@@ -135,6 +128,9 @@ def sim(
             device_name=device,
             secret=secret,
             qr=qr,
-            **video,
+            video_overrides=overrides,
+            data_dir=data_dir,
+            record=bool(record),
+            retention_hours=retention_hours,
         )
     )

@@ -1,7 +1,7 @@
 """One viewer's bounded backlog: what the hub has handed it and its writer has not sent.
 
 Pure and synchronous (no sockets, no asyncio): the stream offers every item to every viewer
-without awaiting, and each viewer's writer task pops at its own pace. Items are the stream's
+without awaiting, and each viewer's writer pops at its own pace. Items are the stream's
 own ``bytes`` objects (FLV tags, fMP4 fragments), never copies, so N viewers cost N
 references, not N buffers.
 

@@ -5,7 +5,7 @@ WebSocket) is attached; viewers join it once :class:`~ivcloud.services.streams.S
 has got the device to publish. Publishing a chunk is synchronous: the stream parses tag
 headers and offers the same ``bytes`` to every viewer's bounded backlog
 (:mod:`ivcloud.media.fanout`) without awaiting, so a slow viewer costs the publisher
-nothing; each viewer's writer (:class:`ViewerSession.next`, driven by the API edge) drains
+nothing; each viewer's writer (:mod:`ivcloud.api.direct_writer`, at the API edge) drains
 its own backlog at its socket's pace.
 
 Endings, with the WebSocket close codes the API edge sends (docs/live-video.md):
@@ -75,58 +75,25 @@ class StreamGone(HubError):
 
 
 class ViewerSession:
-    """One viewer connection: ``await next_batch()`` until it returns None (stream ended).
-
-    The writer waits on a bare future rather than an ``asyncio.Event``: the wake-up runs
-    once per viewer per video frame, and at 100 viewers its cost is a visible part of what a
-    viewer costs the hub."""
+    """One viewer connection. Its writer (:class:`~ivcloud.api.direct_writer.DirectWriter`)
+    takes the viewer's wake-ups with :meth:`deliver_to` and drains it with :meth:`take`."""
 
     def __init__(self, key: StreamKey, kind: ViewerKind, stream: Stream, limit: int) -> None:
         self.key = key
         self.kind = kind
         self.stream = stream
-        self._waiter: asyncio.Future[None] | None = None
-        self.viewer = Viewer(stream, limit, self._wake)
+        self.viewer = Viewer(stream, limit)
         #: Set at shutdown for writers that did not finish in time: the edge drops the socket.
         self.aborted = asyncio.Event()
         self.demand: StreamDemand | None = None
 
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
     def deliver_to(self, wake: Callable[[], None]) -> None:
-        """Hand the viewer's wake-ups to a writer that drains it with :meth:`take` (instead
-        of awaiting :meth:`next_batch`)."""
+        """Call ``wake`` whenever the viewer has something new to write (or ended)."""
         self.viewer.wake = wake
 
     def take(self) -> list[Item]:
         """Everything queued for this viewer now (possibly nothing)."""
         return self.viewer.pop_all()
-
-    @property
-    def sent_bytes(self) -> int:
-        return self.viewer.taken_bytes
-
-    async def next_batch(self) -> list[Item] | None:
-        """Everything queued for this viewer (at least one item), or None once the stream
-        ended and the backlog is drained."""
-        viewer = self.viewer
-        while True:
-            items = self.take()
-            if items:
-                return items
-            if viewer.ended:
-                return None
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiter = waiter
-            try:
-                await waiter
-            finally:
-                self._waiter = None
 
 
 class PublisherSession:

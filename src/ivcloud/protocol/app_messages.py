@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ivcloud.protocol.appapi import int_param, str_param
+from ivcloud.protocol.appapi import int_param, offset_limit, str_param
 from ivcloud.protocol.appapi_errors import INVALID_PARAMETER_VALUE, MSG_ID_INVALID, AppApiError
 
 CATEGORY_DEVICE: Final[int] = 1
@@ -83,8 +83,7 @@ def parse_query(params: Mapping[str, object]) -> MessageQuery:
     A ``MsgID`` with ``MsgTimestamp`` 0/absent has no position and is refused, as is a
     ``MsgTimestamp`` without ``MsgID``."""
     category = int_param(params, "Category", min=CATEGORY_DEVICE, max=CATEGORY_NOTIFY)
-    limit = int_param(params, "Limit", default=LIMIT_DEFAULT, min=1, max=LIMIT_MAX)
-    offset = int_param(params, "Offset", default=0, min=0, max=2**31 - 1)
+    offset, limit = offset_limit(params, default_limit=LIMIT_DEFAULT, max_limit=LIMIT_MAX)
     ts = int_param(params, "MsgTimestamp", default=0, min=0, max=_TS_MAX)
     raw_id = params.get("MsgID")
     has_id = raw_id is not None and raw_id != ""

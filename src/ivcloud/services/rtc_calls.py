@@ -135,6 +135,17 @@ def _new_room() -> str:
     return "ivc_" + secrets.token_hex(12)
 
 
+def _refuse_if_busy(user: UserInfo, call: RtcCall | None, reported: tc.ReportedCall | None) -> None:
+    """:class:`DeviceBusy` when the device's call — ivcloud's, else the one its reports show
+    naming users — is another user's. The same user's own call is no obstacle (a retried
+    invite replaces it; a join takes it)."""
+    if call is not None:
+        if call.user_id != user.user_id:
+            raise DeviceBusy("the device is in a call with another user")
+    elif reported is not None and reported.parties and user.user_id not in reported.parties:
+        raise DeviceBusy("the device is in a call with another user")
+
+
 def _not_trtc(rec: DeviceRecord, what: str) -> InvalidInput:
     return InvalidInput(f"{_device_id(rec)} is not a TRTC device: its thing model lacks {what}")
 
@@ -219,14 +230,11 @@ class RtcCallService:
         reported = await self._reported(rec)
         # From here to storing the call nothing awaits: two joins cannot both take it.
         call = self.call(rec)
+        _refuse_if_busy(user, call, reported)
         if call is None:
             if reported is None:
                 raise NotFound("no call with this device: invite it, or wait for it to call")
-            if reported.parties and user.user_id not in reported.parties:
-                raise DeviceBusy("the device is in a call with another user")
             call = RtcCall(user.user_id, reported.call_type, _new_room(), True, 0)
-        elif call.user_id != user.user_id:
-            raise DeviceBusy("the device is in a call with another user")
         now = self._clock.now_ms()
         device_uid = tc.device_user_id(rec.product_id, rec.device_name)
         wanted = {p.id for p in action.input}
@@ -310,13 +318,7 @@ class RtcCallService:
         """The await comes first, so the caller stores its call with no await in between
         (two invites cannot both pass)."""
         reported = await self._reported(rec)
-        call = self.call(rec)
-        if call is not None:
-            if call.user_id != user.user_id:
-                raise DeviceBusy("the device is in a call with another user")
-            return  # the same user rings again (a retry): the call is replaced
-        if reported is not None and reported.parties and user.user_id not in reported.parties:
-            raise DeviceBusy("the device is in a call with another user")
+        _refuse_if_busy(user, self.call(rec), reported)
 
     async def _reported(self, rec: DeviceRecord) -> tc.ReportedCall | None:
         latest = await self._telemetry.latest(rec)
